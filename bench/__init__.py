@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints measured figures (medians of several runs)."""

@@ -1,0 +1,1 @@
+"""The garage site controller: site model, allocation, dispatch, sessions, uplink, CLI."""
