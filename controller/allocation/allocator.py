@@ -46,7 +46,7 @@ from controller.allocation.model import (
     LineTriple,
     SiteSnapshot,
 )
-from controller.allocation.rotation import admit, priority_order
+from controller.allocation.rotation import admit, priority_order, rotation_period_s
 from controller.allocation.smoothing import HELD_BELOW, HELD_RAMP, smooth
 from controller.allocation.waterfill import FillProblem, water_fill
 from drivers.contracts import LINES
@@ -89,7 +89,8 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     pool = wants & ~unable
     barred = pool & ~charging_now & (site.switches_last_hour >= policy.max_switches_per_hour)
     candidates = pool & ~barred
-    order = priority_order(site, candidates, charging_now)
+    period_s = rotation_period_s(policy, int(pool.sum()), int((pool & charging_now).sum()))
+    order = priority_order(site, candidates, charging_now, period_s)
     admission = admit(site, order, lo, coefficients, loads, capacity + ADMIT_TOLERANCE_A, fixed, model.phasor)
     admitted = admission.admitted
 

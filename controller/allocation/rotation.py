@@ -14,6 +14,10 @@ of its path next to those admitted before it:
 A waiting car that has used up its budget is not started at all (`switch_limit`). With K places and
 N cars in the queue a car therefore waits at most ceil((N - K) / K) rotation periods (FIFO over tiers
 2 and 3), which tests/unit/allocation/test_rotation.py checks by running the allocator over time.
+
+The period is stretched (`rotation_period_s`) when rotating that fast would use up the cars' start/stop
+budget: once it is used up, whoever charges keeps charging and the others cannot start, for up to an
+hour - the limit holds, but the sharing would not.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from controller.allocation.compiled import BoolArray, CompiledSite, FloatArray, IntArray
 from controller.allocation.electrical import line_currents
+from controller.allocation.model import Policy
 
 TIER_STOP_LIMITED = 0
 TIER_IN_PERIOD = 1
@@ -39,7 +44,21 @@ class Admission:
     blocked_by: IntArray
 
 
-def priority_order(site: CompiledSite, candidates: BoolArray, charging_now: BoolArray) -> IntArray:
+def rotation_period_s(policy: Policy, wanting: int, charging: int) -> float:
+    """The configured period, stretched when it would spend the start/stop budget faster than it refills.
+
+    In steady rotation each car is stopped and started once per cycle of (wanting / charging) periods:
+    2 * 3600 * charging / (wanting * period) switches an hour, which must stay within the limit.
+    """
+    if wanting == 0:
+        return policy.rotation_period_s
+    sustainable_s = 2 * 3600.0 * max(charging, 1) / (wanting * policy.max_switches_per_hour)
+    return max(policy.rotation_period_s, sustainable_s)
+
+
+def priority_order(
+    site: CompiledSite, candidates: BoolArray, charging_now: BoolArray, period_s: float
+) -> IntArray:
     policy = site.policy
     charged = np.nan_to_num(site.charged_for_s, nan=0.0)
     waited = np.nan_to_num(site.waited_for_s, nan=0.0)
@@ -49,7 +68,7 @@ def priority_order(site: CompiledSite, candidates: BoolArray, charging_now: Bool
         np.where(
             stop_limited,
             TIER_STOP_LIMITED,
-            np.where(charged < policy.rotation_period_s, TIER_IN_PERIOD, TIER_EXPIRED),
+            np.where(charged < period_s, TIER_IN_PERIOD, TIER_EXPIRED),
         ),
         TIER_WAITING,
     )

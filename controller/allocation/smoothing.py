@@ -19,6 +19,10 @@ import numpy as np
 from controller.allocation.compiled import BoolArray, FloatArray, IntArray
 from controller.allocation.model import Policy
 
+# A share computed a hair under a round value (the allocator keeps 1e-6 A back on every line) must not
+# turn a change of exactly the deadband into a change "smaller than the deadband".
+ROUNDING_A = 1e-5
+
 HELD_NONE = 0
 HELD_RAMP = 1  # sent below the share: the increase is smoothed
 HELD_BELOW = 2  # sent below the share: the change is within the deadband
@@ -44,7 +48,7 @@ def smooth(
     step = np.inf if policy.increase_step_a is None else policy.increase_step_a
     was_on = previous_a > 0
     in_bounds = (previous_a >= lo_a) & (previous_a <= hi_a)
-    small = np.abs(target_a - previous_a) < policy.deadband_a
+    small = np.abs(target_a - previous_a) < policy.deadband_a - ROUNDING_A
     hold = charging & was_on & in_bounds & small
     ramped = np.minimum(target_a, np.where(was_on, np.maximum(previous_a, lo_a), lo_a) + step)
     sent = np.where(charging, np.where(hold, previous_a, ramped), 0.0)
