@@ -297,27 +297,20 @@ def _fuse_tree(fuses: Sequence[Fuse]) -> tuple[tuple[str, ...], IntArray, IntArr
         if fuse.parent not in index:
             raise SnapshotError(f"fuses[{i}].parent", f"unknown fuse {fuse.parent!r}")
         parent[i] = index[fuse.parent]
-    depth = np.full(len(fuses), -1, dtype=np.int64)
-    for i in range(len(fuses)):
-        chain = [i]
-        while depth[chain[-1]] < 0 and parent[chain[-1]] >= 0:
-            nxt = int(parent[chain[-1]])
-            if nxt in chain:
-                raise SnapshotError(f"fuses[{i}].parent", f"fuses form a cycle through {fuses[nxt].id!r}")
-            chain.append(nxt)
-        top = chain[-1]
-        level = 0 if depth[top] < 0 else int(depth[top])
-        if depth[top] < 0:
-            depth[top] = 0
-        for node in reversed(chain[:-1]):
-            level += 1
-            depth[node] = level
-    ancestors = np.full((len(fuses), int(depth.max()) + 1), -1, dtype=np.int64)
-    ancestors[:, 0] = np.arange(len(fuses))
-    for d in range(1, ancestors.shape[1]):
-        above = ancestors[:, d - 1]
-        has = above >= 0
-        ancestors[has, d] = parent[above[has]]
+    # Walk every fuse up one level at a time, all fuses at once; a walk still going after as many
+    # steps as there are fuses is going round a cycle.
+    columns = [np.arange(len(fuses), dtype=np.int64)]
+    above = parent.copy()
+    for _ in range(len(fuses)):
+        if (above < 0).all():
+            break
+        columns.append(above)
+        above = np.where(above >= 0, parent[np.maximum(above, 0)], -1)
+    else:
+        i = int(np.flatnonzero(above >= 0)[0])
+        raise SnapshotError(f"fuses[{i}].parent", f"fuses form a cycle through {fuses[i].parent!r}")
+    ancestors = np.stack(columns, axis=1)
+    depth = (ancestors >= 0).sum(axis=1).astype(np.int64) - 1
     return tuple(f.id for f in fuses), parent, depth, ancestors
 
 

@@ -70,7 +70,11 @@ def water_fill(p: FillProblem) -> FillResult:
     ev_fuse = np.concatenate([inc_f, inc_f])
     ev_t = np.concatenate([p.lo_a[inc_c] / w[inc_c], p.hi_a[inc_c] / w[inc_c]])
     sign = np.concatenate([np.ones(len(inc_c)), -np.ones(len(inc_c))])
-    order = np.lexsort((ev_t, ev_fuse))
+    # Sort by (fuse, t) as one integer key: numpy's stable and lexicographic sorts are several times
+    # slower than a plain sort of unique keys, and this sort is the single largest step.
+    rank = np.empty(len(ev_t), dtype=np.int64)
+    rank[np.argsort(ev_t)] = np.arange(len(ev_t))
+    order = np.argsort(ev_fuse * len(ev_t) + rank)
     ev_car, ev_fuse, ev_t, sign = ev_car[order], ev_fuse[order], ev_t[order], sign[order]
     ev_slope = (sign * w[ev_car])[:, None] * p.coefficients[ev_car]
     ev_slope_t = ev_slope * ev_t[:, None]
@@ -90,7 +94,7 @@ def water_fill(p: FillProblem) -> FillResult:
         # the cars on each line: a line is settled when it is the first to fill for all of its cars.
         loads = p.loads[ic]
         reach = np.where(loads, level[jf], np.inf).min(axis=1)
-        car_first = np.flatnonzero(np.r_[True, ic[1:] != ic[:-1]])
+        car_first = _run_starts(ic)
         car_level = np.full(n, np.inf)
         car_level[ic[car_first]] = np.minimum.reduceat(reach, car_first)
         line_min = np.full(n_fuses * 3, np.inf)
@@ -103,8 +107,9 @@ def water_fill(p: FillProblem) -> FillResult:
             break
         hit_pos = np.flatnonzero(inc_hit)
         # The first incidence of a car is the fuse nearest to it: name that one when several fill at once.
-        cars, first = np.unique(ic[hit_pos], return_index=True)
-        pos = hit_pos[first]
+        hit_cars = ic[hit_pos]  # sorted: incidences are charger-major
+        pos = hit_pos[_run_starts(hit_cars)]
+        cars = ic[pos]
         line = np.argmax(hit[pos], axis=1)
         value = np.clip(w[cars] * car_level[cars], p.lo_a[cars], p.hi_a[cars])
         current[cars] = value
@@ -141,15 +146,15 @@ def _saturation_levels(
     """(F, 3) level t at which each fuse line fills if every rising car keeps rising; inf if never."""
     n_fuses = fixed.shape[0]
     n_events = len(e_fuse)
-    start = np.flatnonzero(np.r_[True, e_fuse[1:] != e_fuse[:-1]])
-    segment = np.repeat(np.arange(len(start)), np.diff(np.r_[start, n_events]))
+    start = _run_starts(e_fuse)
+    counts = np.diff(np.append(start, n_events))
     # Component load at each event time: floors plus every ramp begun, i.e. c0 + t·Σslope - Σ(slope·t_i).
     at_floor = fixed.copy()
     floor_load = p.coefficients[ic] * p.lo_a[ic][:, None]
     for k in range(3):
         at_floor[:, k] += np.bincount(jf, weights=floor_load[:, k], minlength=n_fuses)
-    slope = _segment_cumsum(e_slope, start, segment)
-    value = at_floor[e_fuse] + e_t[:, None] * slope - _segment_cumsum(e_slope_t, start, segment)
+    slope = _segment_cumsum(e_slope, start, counts)
+    value = at_floor[e_fuse] + e_t[:, None] * slope - _segment_cumsum(e_slope_t, start, counts)
     capacity = p.capacity_a[e_fuse]
     exceed = line_currents(value, p.phasor) > capacity
     first = np.minimum.reduceat(np.where(exceed, np.arange(n_events)[:, None], n_events), start, axis=0)
@@ -182,8 +187,18 @@ def _saturation_levels(
     return level
 
 
-def _segment_cumsum(x: FloatArray, start: IntArray, segment: IntArray) -> FloatArray:
+def _segment_cumsum(x: FloatArray, start: IntArray, counts: IntArray) -> FloatArray:
     total = np.cumsum(x, axis=0)
     offset = np.zeros((len(start), x.shape[1]))
     offset[1:] = total[start[1:] - 1]
-    return total - offset[segment]
+    return total - np.repeat(offset, counts, axis=0)
+
+
+def _run_starts(sorted_keys: IntArray) -> IntArray:
+    """Positions where a run of equal keys begins."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
