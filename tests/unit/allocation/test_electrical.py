@@ -154,3 +154,17 @@ def test_predicted_currents_for_given_setpoints() -> None:
     assert predicted["main"] == pytest.approx(main)
     with pytest.raises(KeyError):
         predict_fuse_currents(snapshot, {"nope": 1.0})
+
+
+def test_a_site_without_chargers_is_allocated() -> None:
+    allocation = allocate(_site("IT", (Fuse("main", 63.0),), (Meter("main", (10.0, None, 12.0), age_s=1.0),)))
+    assert allocation.chargers == {}
+    assert allocation.fuses["main"].predicted_a == pytest.approx((10.0, 22.0, 12.0))
+
+
+def test_allocate_checks_snapshots_built_in_code_too() -> None:
+    from controller.allocation import SnapshotError
+
+    bad = _site("TN", (Fuse("main", 63.0),), (), Charger("a", "nowhere", THREE, 32.0))
+    with pytest.raises(SnapshotError, match=r"chargers\[0\]\.fuse: unknown fuse 'nowhere'"):
+        allocate(bad)

@@ -229,3 +229,23 @@ def test_predict_fuse_currents_agrees_with_the_allocation(snapshot: SiteSnapshot
     for fid, lines in predicted.items():
         for a, b in zip(lines, allocation.fuses[fid].predicted_a, strict=True):
             assert math.isclose(a, b, abs_tol=1e-9)
+
+
+@settings(max_examples=max(20, EXAMPLES // 4))
+@given(sites(smoothing=True), st.floats(30.001, 1e6))
+def test_a_stale_meter_puts_every_online_charger_on_its_safe_current(
+    snapshot: SiteSnapshot, age_s: float
+) -> None:
+    from dataclasses import replace
+
+    from controller.allocation.model import Meter
+
+    stale = Meter(fuse=snapshot.fuses[0].id, currents_a=(1.0, 1.0, 1.0), age_s=age_s)
+    others = tuple(m for m in snapshot.meters if m.fuse != stale.fuse)
+    allocation = allocate(replace(snapshot, meters=(stale, *others)))
+    assert allocation.failsafe is not None
+    for c in snapshot.chargers:
+        d = allocation.chargers[c.id]
+        safe = _lo(snapshot, c) if c.safe_current_a is None else c.safe_current_a
+        assert d.current_a == (safe if c.online else 0.0)
+        assert d.limited_by == ("failsafe" if c.online else "offline")
