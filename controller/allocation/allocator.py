@@ -15,6 +15,7 @@ to every fuse line) and `check_failsafe_budget` (DESIGN §5: safe currents plus 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,9 +47,9 @@ from controller.allocation.model import (
     LineTriple,
     SiteSnapshot,
 )
-from controller.allocation.rotation import admit, priority_order, rotation_period_s
-from controller.allocation.smoothing import HELD_BELOW, HELD_RAMP, smooth
-from controller.allocation.waterfill import FillProblem, water_fill
+from controller.allocation.rotation import Admission, admit, priority_order, rotation_period_s
+from controller.allocation.smoothing import HELD_BELOW, HELD_RAMP, Smoothed, smooth
+from controller.allocation.waterfill import FillProblem, FillResult, water_fill
 from drivers.contracts import LINES
 
 # Capacity kept back from every line when sharing, against rounding in the sums (amps; far below any
@@ -72,20 +73,12 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     coefficients = model.coefficients[site.active]
     loads = BITS[site.active]
 
-    lo = site.min_a
-    hi_nominal = np.minimum(site.max_a, site.vehicle_max_a)
+    bounds = _car_bounds(site)
+    lo, hi = bounds.lo_a, bounds.hi_a
     charging_now = site.previous_a > 0
-    drawn = np.fmax.reduce(np.where(BITS[site.active], site.drawing_a, np.nan), axis=1)
-    tapered = (
-        charging_now
-        & ~np.isnan(drawn)
-        & (drawn < policy.taper_ratio * site.previous_a - policy.taper_tolerance_a)
-    )
-    taper_cap = np.where(tapered, np.maximum(lo, drawn + policy.taper_headroom_a), np.inf)
-    hi = np.minimum(hi_nominal, taper_cap)
 
     wants = site.wants & site.online
-    unable = wants & (hi_nominal < lo)
+    unable = wants & (bounds.nominal_hi_a < lo)
     pool = wants & ~unable
     barred = pool & ~charging_now & (site.switches_last_hour >= policy.max_switches_per_hour)
     candidates = pool & ~barred
@@ -122,6 +115,48 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
         fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor
     )
 
+    states, reasons = _explain(site, bounds, unable, barred, candidates, admission, fill, smoothed)
+    return _allocation(site, sent, fill.current_a, states, reasons, predicted, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    lo_a: FloatArray
+    nominal_hi_a: FloatArray  # min(charger max, vehicle max)
+    hi_a: FloatArray  # the above, or lower for a tapering car
+    by_taper: BoolArray  # the taper cap is what bounds the car
+
+
+def _car_bounds(site: CompiledSite) -> _Bounds:
+    """Each car's [lo, hi]; a car drawing clearly less than it was given is capped near its draw."""
+    policy = site.policy
+    lo = site.min_a
+    nominal_hi = np.minimum(site.max_a, site.vehicle_max_a)
+    drawn = np.fmax.reduce(np.where(BITS[site.active], site.drawing_a, np.nan), axis=1)
+    tapered = (
+        (site.previous_a > 0)
+        & ~np.isnan(drawn)
+        & (drawn < policy.taper_ratio * site.previous_a - policy.taper_tolerance_a)
+    )
+    taper_cap = np.where(tapered, np.maximum(lo, drawn + policy.taper_headroom_a), np.inf)
+    return _Bounds(
+        lo_a=lo,
+        nominal_hi_a=nominal_hi,
+        hi_a=np.minimum(nominal_hi, taper_cap),
+        by_taper=tapered & (taper_cap < nominal_hi),
+    )
+
+
+def _explain(
+    site: CompiledSite,
+    bounds: _Bounds,
+    unable: BoolArray,
+    barred: BoolArray,
+    candidates: BoolArray,
+    admission: Admission,
+    fill: FillResult,
+    smoothed: Smoothed,
+) -> tuple[list[ChargerState], list[str | None]]:
     fuse_ids = site.fuse_ids
     reasons: list[str | None] = [None] * site.n_chargers
     states: list[ChargerState] = ["idle"] * site.n_chargers
@@ -132,13 +167,13 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
         states[c], reasons[c] = "paused", VEHICLE_MAX
     for c in np.flatnonzero(barred).tolist():
         states[c], reasons[c] = "paused", SWITCH_LIMIT
+    admitted = admission.admitted
     refused = candidates & ~admitted
     for c, blocked in zip(
         np.flatnonzero(refused).tolist(), admission.blocked_by[refused].tolist(), strict=True
     ):
         states[c] = "paused"
         reasons[c] = ROTATION if blocked < 0 else _fuse_reason(fuse_ids, blocked)
-    by_taper = tapered & (taper_cap < hi_nominal)
     for c, held, stopped in zip(
         np.flatnonzero(admitted).tolist(),
         smoothed.held[admitted].tolist(),
@@ -152,11 +187,11 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
             reasons[c] = DEADBAND
         elif stopped >= 0:
             reasons[c] = _fuse_reason(fuse_ids, stopped)
-        elif by_taper[c]:
+        elif bounds.by_taper[c]:
             reasons[c] = DRAWING
         else:
             reasons[c] = VEHICLE_MAX if vehicle_bound[c] else CHARGER_MAX
-    return _allocation(site, sent, fill.current_a, states, reasons, predicted, None)
+    return states, reasons
 
 
 def predict_fuse_currents(
