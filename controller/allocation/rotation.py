@@ -78,6 +78,21 @@ def priority_order(
     return index[order]
 
 
+# Array passes before the loop; each admits at least one car or empties the queue.
+VECTOR_ROUNDS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _Minimums:
+    """Each candidate's minimum as component load, against each fuse line's room."""
+
+    site: CompiledSite
+    load: FloatArray  # (n, 3) components of each car at its minimum
+    loads: BoolArray  # (n, 3) lines each car's current reaches
+    capacity_a: FloatArray  # (F, 3)
+    phasor: bool
+
+
 def admit(
     site: CompiledSite,
     order: IntArray,
@@ -87,100 +102,111 @@ def admit(
     capacity_a: FloatArray,
     fixed: FloatArray,
     phasor: bool,
+    *,
+    vector_rounds: int = VECTOR_ROUNDS,
 ) -> Admission:
+    """Admit candidates (`order`, highest priority first) while their minimums fit.
+
+    The result is that of admitting them one at a time, each if it fits next to those before it. It is
+    computed in a few array passes: the longest prefix of the queue that fits together is admitted at
+    once; then every candidate that no longer fits even alone on top of what is admitted is dropped
+    (the load only grows, so it never will); repeat. Only a queue that keeps breaking early falls back
+    to a plain loop over what is left.
+    """
     n = site.n_chargers
-    candidates = np.zeros(n, dtype=bool)
-    candidates[order] = True
+    m = _Minimums(site, coefficients * lo_a[:, None], loads, capacity_a, phasor)
     blocked_by = np.full(n, -1, dtype=np.int64)
-    alone = _blocked_alone(site, candidates, lo_a, coefficients, loads, capacity_a, fixed, phasor)
-    fits_alone = candidates & (alone < 0)
-    blocked_by[candidates] = alone[candidates]
-    if _fits(site, fits_alone, lo_a, coefficients, loads, capacity_a, fixed, phasor):
-        return Admission(admitted=fits_alone, blocked_by=blocked_by)
-    admitted = _greedy(site, order[fits_alone[order]], lo_a, coefficients, loads, capacity_a, fixed, phasor)
+    alone = _first_overload(m, order, fixed)
+    blocked_by[order] = alone
+    queue = order[alone < 0]
+    admitted = np.zeros(n, dtype=bool)
+    comp = fixed.copy()
+    for _ in range(vector_rounds):
+        if len(queue) == 0:
+            break
+        k = _fitting_prefix(m, queue, comp)
+        admitted[queue[:k]] = True
+        comp += _component_sums(site, queue[:k], m.load)
+        queue = queue[k:]
+        queue = queue[_first_overload(m, queue, comp) < 0]
+    if len(queue):
+        _greedy(m, queue, comp, admitted)
     return Admission(admitted=admitted, blocked_by=blocked_by)
 
 
-def _component_sums(
-    site: CompiledSite, which: BoolArray, current: FloatArray, coefficients: FloatArray, fixed: FloatArray
-) -> FloatArray:
-    sel = which[site.inc_charger]
-    ic, jf = site.inc_charger[sel], site.inc_fuse[sel]
-    load = coefficients[ic] * current[ic][:, None]
-    out = fixed.copy()
+def _incidences(site: CompiledSite, cars: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Incidences of `cars`, with each car's position in `cars`."""
+    position = np.full(site.n_chargers, -1, dtype=np.int64)
+    position[cars] = np.arange(len(cars))
+    rank = position[site.inc_charger]
+    sel = rank >= 0
+    return site.inc_charger[sel], site.inc_fuse[sel], rank[sel]
+
+
+def _component_sums(site: CompiledSite, cars: IntArray, load: FloatArray) -> FloatArray:
+    ic, jf, _ = _incidences(site, cars)
+    out = np.empty((site.n_fuses, 3))
     for k in range(3):
-        out[:, k] += np.bincount(jf, weights=load[:, k], minlength=site.n_fuses)
+        out[:, k] = np.bincount(jf, weights=load[ic, k], minlength=site.n_fuses)
     return out
 
 
-def _fits(
-    site: CompiledSite,
-    which: BoolArray,
-    lo_a: FloatArray,
-    coefficients: FloatArray,
-    loads: BoolArray,
-    capacity_a: FloatArray,
-    fixed: FloatArray,
-    phasor: bool,
-) -> bool:
-    total = line_currents(_component_sums(site, which, lo_a, coefficients, fixed), phasor)
-    loaded = np.zeros((site.n_fuses, 3), dtype=bool)
-    sel = which[site.inc_charger]
-    np.logical_or.at(loaded, site.inc_fuse[sel], loads[site.inc_charger[sel]])
-    return not bool((loaded & (total > capacity_a)).any())
-
-
-def _blocked_alone(
-    site: CompiledSite,
-    candidates: BoolArray,
-    lo_a: FloatArray,
-    coefficients: FloatArray,
-    loads: BoolArray,
-    capacity_a: FloatArray,
-    fixed: FloatArray,
-    phasor: bool,
-) -> IntArray:
-    """For each candidate, the nearest fuse line its minimum overloads with no other car; -1 if none."""
-    out = np.full(site.n_chargers, -1, dtype=np.int64)
-    sel = candidates[site.inc_charger]
-    ic, jf = site.inc_charger[sel], site.inc_fuse[sel]
-    total = line_currents(fixed[jf] + coefficients[ic] * lo_a[ic][:, None], phasor)
-    over = loads[ic] & (total > capacity_a[jf])
+def _first_overload(m: _Minimums, cars: IntArray, comp: FloatArray) -> IntArray:
+    """For each of `cars`, the nearest fuse line (fuse * 3 + line) its minimum alone overloads on top
+    of `comp`; -1 where it fits."""
+    out = np.full(len(cars), -1, dtype=np.int64)
+    ic, jf, rank = _incidences(m.site, cars)
+    total = line_currents(comp[jf] + m.load[ic], m.phasor)
+    over = m.loads[ic] & (total > m.capacity_a[jf])
     rows = np.flatnonzero(over.any(axis=1))
     if len(rows):
-        cars, first = np.unique(ic[rows], return_index=True)
-        pos = rows[first]
-        out[cars] = jf[pos] * 3 + np.argmax(over[pos], axis=1)
+        # Incidences run from a car's own fuse up: the first one hit per car is the nearest.
+        first = rows[_run_starts(ic[rows])]
+        out[rank[first]] = jf[first] * 3 + np.argmax(over[first], axis=1)
     return out
 
 
-def _greedy(
-    site: CompiledSite,
-    order: IntArray,
-    lo_a: FloatArray,
-    coefficients: FloatArray,
-    loads: BoolArray,
-    capacity_a: FloatArray,
-    fixed: FloatArray,
-    phasor: bool,
-) -> BoolArray:
+def _fitting_prefix(m: _Minimums, queue: IntArray, comp: FloatArray) -> int:
+    """How many leading cars of `queue` fit together on top of `comp`."""
+    ic, jf, rank = _incidences(m.site, queue)
+    order = np.argsort(jf * len(queue) + rank)
+    ic, jf, rank = ic[order], jf[order], rank[order]
+    start = _run_starts(jf)
+    counts = np.diff(np.append(start, len(jf)))
+    cumulative = np.cumsum(m.load[ic], axis=0)
+    offset = np.zeros((len(start), 3))
+    offset[1:] = cumulative[start[1:] - 1]
+    state = comp[jf] + cumulative - np.repeat(offset, counts, axis=0)
+    over = (m.loads[ic] & (line_currents(state, m.phasor) > m.capacity_a[jf])).any(axis=1)
+    return int(rank[over].min()) if over.any() else len(queue)
+
+
+def _run_starts(sorted_keys: IntArray) -> IntArray:
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _greedy(m: _Minimums, queue: IntArray, comp: FloatArray, admitted: BoolArray) -> None:
     # Sequential by nature (each admission changes the room for the next); plain floats keep it cheap.
-    # It runs only when the minimums do not all fit, once per allocation.
-    comp = fixed.tolist()
-    cap = capacity_a.tolist()
-    paths = [[int(f) for f in row if f >= 0] for row in site.ancestors]
-    fuse_of = site.fuse_of.tolist()
-    loads_l = loads.tolist()
-    add = (coefficients * lo_a[:, None]).tolist()
+    rows = comp.tolist()
+    cap = m.capacity_a.tolist()
+    paths = [[int(f) for f in row if f >= 0] for row in m.site.ancestors]
+    fuse_of = m.site.fuse_of.tolist()
+    loads_l = m.loads.tolist()
+    add = m.load.tolist()
     sqrt = math.sqrt
-    admitted = np.zeros(site.n_chargers, dtype=bool)
-    for c in order.tolist():
+    phasor = m.phasor
+    for c in queue.tolist():
         k0, k1, k2 = add[c]
         m0, m1, m2 = loads_l[c]
         path = paths[fuse_of[c]]
         ok = True
         for f in path:
-            x, y, z = comp[f]
+            x, y, z = rows[f]
             x += k0
             y += k1
             z += k2
@@ -199,8 +225,7 @@ def _greedy(
         if ok:
             admitted[c] = True
             for f in path:
-                row = comp[f]
+                row = rows[f]
                 row[0] += k0
                 row[1] += k1
                 row[2] += k2
-    return admitted
