@@ -48,6 +48,7 @@ from controller.allocation.model import (
     SiteSnapshot,
 )
 from controller.allocation.rotation import Admission, admit, priority_order, rotation_period_s
+from controller.allocation.rows import any3, take_bool
 from controller.allocation.smoothing import HELD_BELOW, HELD_RAMP, Smoothed, smooth
 from controller.allocation.waterfill import FillProblem, FillResult, water_fill
 from drivers.contracts import LINES
@@ -106,7 +107,7 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     def overloaded_cars(sent: FloatArray) -> BoolArray:
         lines = line_currents(fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor)
         over = lines > capacity
-        hit = (over[site.inc_fuse] & loads[site.inc_charger]).any(axis=1)
+        hit = any3(take_bool(over, site.inc_fuse) & take_bool(loads, site.inc_charger))
         return np.bincount(site.inc_charger[hit], minlength=site.n_chargers) > 0
 
     smoothed = smooth(fill.current_a, site.previous_a, lo, hi, admitted, policy, overloaded_cars)
@@ -288,14 +289,15 @@ def _allocation(
     predicted: FloatArray,
     failsafe: str | None,
 ) -> Allocation:
+    # Positional construction: keyword arguments double the cost of thousands of small values.
     chargers = {
-        cid: ChargerDecision(current_a=a, state=s, limited_by=r, target_a=t)
+        cid: ChargerDecision(a, s, r, t)
         for cid, a, t, s, r in zip(
             site.charger_ids, sent.tolist(), target.tolist(), states, reasons, strict=True
         )
     }
     fuses = {
-        fid: FuseLoad(limit_a=limit_a, predicted_a=_triple(row))
+        fid: FuseLoad(limit_a, (row[0], row[1], row[2]))
         for fid, limit_a, row in zip(site.fuse_ids, site.limit_a.tolist(), predicted.tolist(), strict=True)
     }
     return Allocation(chargers=chargers, fuses=fuses, failsafe=failsafe)

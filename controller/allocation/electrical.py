@@ -73,7 +73,7 @@ def line_currents(components: FloatArray, phasor: bool) -> FloatArray:
 def fuse_components(site: CompiledSite, per_charger: FloatArray) -> FloatArray:
     """Sum per-charger component loads (n, 3) over every fuse on each charger's path -> (F, 3)."""
     out = np.empty((site.n_fuses, 3))
-    values = per_charger[site.inc_charger]
+    values = per_charger.take(site.inc_charger, axis=0)
     for k in range(3):
         out[:, k] = np.bincount(site.inc_fuse, weights=values[:, k], minlength=site.n_fuses)
     return out
@@ -94,7 +94,7 @@ def measured_ev_components(site: CompiledSite) -> FloatArray:
     measured = np.where(site.online[:, None], np.nan_to_num(site.drawing_a, nan=0.0), 0.0)
     if not site.it:
         return measured
-    current = np.where(BITS[site.active], measured, np.inf).min(axis=1)
+    current = np.where(BITS[site.active], measured, np.inf).min(axis=1, initial=np.inf)
     model = line_model(site)
     return load_components(model, site.active, current)
 

@@ -30,6 +30,7 @@ import numpy as np
 from controller.allocation.compiled import BoolArray, CompiledSite, FloatArray, IntArray
 from controller.allocation.electrical import line_currents
 from controller.allocation.model import Policy
+from controller.allocation.rows import any3, take, take_bool
 
 TIER_STOP_LIMITED = 0
 TIER_IN_PERIOD = 1
@@ -156,9 +157,9 @@ def _first_overload(m: _Minimums, cars: IntArray, comp: FloatArray) -> IntArray:
     of `comp`; -1 where it fits."""
     out = np.full(len(cars), -1, dtype=np.int64)
     ic, jf, rank = _incidences(m.site, cars)
-    total = line_currents(comp[jf] + m.load[ic], m.phasor)
-    over = m.loads[ic] & (total > m.capacity_a[jf])
-    rows = np.flatnonzero(over.any(axis=1))
+    total = line_currents(take(comp, jf) + take(m.load, ic), m.phasor)
+    over = take_bool(m.loads, ic) & (total > take(m.capacity_a, jf))
+    rows = np.flatnonzero(any3(over))
     if len(rows):
         # Incidences run from a car's own fuse up: the first one hit per car is the nearest.
         first = rows[_run_starts(ic[rows])]
@@ -173,11 +174,11 @@ def _fitting_prefix(m: _Minimums, queue: IntArray, comp: FloatArray) -> int:
     ic, jf, rank = ic[order], jf[order], rank[order]
     start = _run_starts(jf)
     counts = np.diff(np.append(start, len(jf)))
-    cumulative = np.cumsum(m.load[ic], axis=0)
+    cumulative = np.cumsum(take(m.load, ic), axis=0)
     offset = np.zeros((len(start), 3))
     offset[1:] = cumulative[start[1:] - 1]
-    state = comp[jf] + cumulative - np.repeat(offset, counts, axis=0)
-    over = (m.loads[ic] & (line_currents(state, m.phasor) > m.capacity_a[jf])).any(axis=1)
+    state = take(comp, jf) + cumulative - np.repeat(offset, counts, axis=0)
+    over = any3(take_bool(m.loads, ic) & (line_currents(state, m.phasor) > take(m.capacity_a, jf)))
     return int(rank[over].min()) if over.any() else len(queue)
 
 

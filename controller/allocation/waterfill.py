@@ -24,6 +24,7 @@ import numpy as np
 
 from controller.allocation.compiled import BoolArray, FloatArray, IntArray
 from controller.allocation.electrical import ADJACENT_BRANCHES, line_currents
+from controller.allocation.rows import any3, min3, take, take_bool, take_int
 
 _ADJ = np.array(ADJACENT_BRANCHES, dtype=np.int64)
 # A car that ends within this of its own maximum is said to be stopped by the maximum, not a fuse.
@@ -76,8 +77,10 @@ def water_fill(p: FillProblem) -> FillResult:
     rank[np.argsort(ev_t)] = np.arange(len(ev_t))
     order = np.argsort(ev_fuse * len(ev_t) + rank)
     ev_car, ev_fuse, ev_t, sign = ev_car[order], ev_fuse[order], ev_t[order], sign[order]
+    # Per event: the change of slope (3 components) and that change times the event's level (3 more),
+    # side by side so that one cumulative sum serves both.
     ev_slope = (sign * w[ev_car])[:, None] * p.coefficients[ev_car]
-    ev_slope_t = ev_slope * ev_t[:, None]
+    ev_moments = np.concatenate([ev_slope, ev_slope * ev_t[:, None]], axis=1)
 
     rounds = 0
     while True:
@@ -85,15 +88,16 @@ def water_fill(p: FillProblem) -> FillResult:
         if not live_inc.any():
             break
         rounds += 1
-        ic, jf = inc_c[live_inc], inc_f[live_inc]
-        live = rising[ev_car]
-        e_fuse, e_t = ev_fuse[live], ev_t[live]
-        level = _saturation_levels(p, fixed, ic, jf, e_fuse, e_t, ev_slope[live], ev_slope_t[live])
+        keep = np.flatnonzero(live_inc)
+        ic, jf = take_int(inc_c, keep), take_int(inc_f, keep)
+        live = np.flatnonzero(take_bool(rising, ev_car))
+        e_fuse, e_t = take_int(ev_fuse, live), take(ev_t, live)
+        level = _saturation_levels(p, fixed, ic, jf, e_fuse, e_t, take(ev_moments, live))
 
         # The level at which each rising car first meets a full line, and the lowest such level among
         # the cars on each line: a line is settled when it is the first to fill for all of its cars.
-        loads = p.loads[ic]
-        reach = np.where(loads, level[jf], np.inf).min(axis=1)
+        loads = take_bool(p.loads, ic)
+        reach = min3(np.where(loads, take(level, jf), np.inf))
         car_first = _run_starts(ic)
         car_level = np.full(n, np.inf)
         car_level[ic[car_first]] = np.minimum.reduceat(reach, car_first)
@@ -101,8 +105,8 @@ def water_fill(p: FillProblem) -> FillResult:
         flat = (jf * 3)[:, None] + np.arange(3)
         np.minimum.at(line_min, flat[loads], np.broadcast_to(car_level[ic][:, None], loads.shape)[loads])
         settled_line = np.isfinite(level) & (level <= line_min.reshape(n_fuses, 3))
-        hit = settled_line[jf] & loads
-        inc_hit = hit.any(axis=1)
+        hit = take_bool(settled_line, jf) & loads
+        inc_hit = any3(hit)
         if not inc_hit.any():
             break
         hit_pos = np.flatnonzero(inc_hit)
@@ -126,7 +130,7 @@ def water_fill(p: FillProblem) -> FillResult:
 def _aggregate(p: FillProblem, which: BoolArray, current: FloatArray, n_fuses: int) -> FloatArray:
     sel = which[p.inc_charger]
     ic, jf = p.inc_charger[sel], p.inc_fuse[sel]
-    load = p.coefficients[ic] * current[ic][:, None]
+    load = take(p.coefficients, ic) * take(current, ic)[:, None]
     out = np.empty((n_fuses, 3))
     for k in range(3):
         out[:, k] = np.bincount(jf, weights=load[:, k], minlength=n_fuses)
@@ -140,8 +144,7 @@ def _saturation_levels(
     jf: IntArray,
     e_fuse: IntArray,
     e_t: FloatArray,
-    e_slope: FloatArray,
-    e_slope_t: FloatArray,
+    e_moments: FloatArray,
 ) -> FloatArray:
     """(F, 3) level t at which each fuse line fills if every rising car keeps rising; inf if never."""
     n_fuses = fixed.shape[0]
@@ -150,12 +153,13 @@ def _saturation_levels(
     counts = np.diff(np.append(start, n_events))
     # Component load at each event time: floors plus every ramp begun, i.e. c0 + t·Σslope - Σ(slope·t_i).
     at_floor = fixed.copy()
-    floor_load = p.coefficients[ic] * p.lo_a[ic][:, None]
+    floor_load = take(p.coefficients, ic) * take(p.lo_a, ic)[:, None]
     for k in range(3):
         at_floor[:, k] += np.bincount(jf, weights=floor_load[:, k], minlength=n_fuses)
-    slope = _segment_cumsum(e_slope, start, counts)
-    value = at_floor[e_fuse] + e_t[:, None] * slope - _segment_cumsum(e_slope_t, start, counts)
-    capacity = p.capacity_a[e_fuse]
+    sums = _segment_cumsum(e_moments, start, counts)
+    slope = sums[:, :3]
+    value = take(at_floor, e_fuse) + e_t[:, None] * slope - sums[:, 3:]
+    capacity = take(p.capacity_a, e_fuse)
     exceed = line_currents(value, p.phasor) > capacity
     first = np.minimum.reduceat(np.where(exceed, np.arange(n_events)[:, None], n_events), start, axis=0)
 
