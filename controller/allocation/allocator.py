@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.allocation.compiled import BITS, BoolArray, CompiledSite, FloatArray, compile_site
+from controller.allocation.compiled import BITS, POPCOUNT, BoolArray, CompiledSite, FloatArray, compile_site
 from controller.allocation.electrical import (
     BaseLoad,
     LineModel,
@@ -233,6 +233,11 @@ def check_failsafe_budget(
     current. The base load is the configured one (`base_load_a`, summed up the tree), raised line by line
     to `worst_base_a[fuse]` where given (e.g. the highest base the meter has shown). Each line must stay
     within `limit_a - safety_margin_a`.
+
+    Any car may be at any charger, so nothing is assumed about active lines. On IT a charger wired to a
+    pair loads that pair's branch; one wired to three lines may carry a three-phase car or a
+    single-phase car on any pair, so its safe current is added to each line in full (the phasor sum of
+    the rest plus it is an upper bound for every one of those cases).
     """
     site = compile_site(snapshot)
     model = line_model(site)
@@ -242,8 +247,12 @@ def check_failsafe_budget(
         if fid not in index:
             raise KeyError(f"no fuse {fid!r} in the snapshot")
         base[index[fid]] = np.maximum(base[index[fid]], np.asarray(values, dtype=np.float64))
-    components = fuse_components(site, model.coefficients[site.wired] * site.safe_a[:, None])
-    predicted = base + line_currents(components, model.phasor)
+    three_wired_it = site.it & (POPCOUNT[site.wired] == 3)
+    known = np.where(three_wired_it[:, None], 0.0, model.coefficients[site.wired] * site.safe_a[:, None])
+    either = np.where(three_wired_it[:, None], site.safe_a[:, None], 0.0) * np.ones((1, 3))
+    predicted = (
+        base + line_currents(fuse_components(site, known), model.phasor) + fuse_components(site, either)
+    )
     limit = site.limit_a[:, None] - site.policy.safety_margin_a
     over = predicted > limit + GUARD_A
     overloaded = tuple(

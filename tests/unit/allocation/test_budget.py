@@ -54,3 +54,15 @@ def test_it_budget_uses_phasor_sums_on_every_wired_line() -> None:
     assert check.fits
     with pytest.raises(KeyError):
         check_failsafe_budget(snapshot, {"nope": (1.0, 1.0, 1.0)})
+
+
+def test_it_budget_counts_a_three_line_charger_in_full_on_every_line() -> None:
+    # It may carry a single-phase car on any pair (8 A on two lines) or a three-phase car (8 A on all
+    # three); 8 A on every line on top of the pair chargers bounds both.
+    pairs: list[tuple[Line, ...]] = [("L1", "L2"), ("L2", "L3"), ("L3", "L1")]
+    chargers = (
+        *(Charger(f"cp{i}", "main", pairs[i], 32.0, safe_current_a=8.0) for i in range(3)),
+        Charger("three", "main", THREE, 32.0, safe_current_a=8.0),
+    )
+    check = check_failsafe_budget(_site("IT", (Fuse("main", 40.0),), chargers))
+    assert check.fuses["main"].predicted_a == pytest.approx((8 * math.sqrt(3) + 8,) * 3)
