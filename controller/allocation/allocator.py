@@ -65,11 +65,11 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     site = compile_site(snapshot)
     model = line_model(site, naive=naive_it)
     base = base_load(site, snapshot.meters)
-    fixed = _offline_components(site, model)
+    fixed, fixed_lines = _offline_load(site, model, base)
     if base.failsafe is not None:
-        return _failsafe(site, model, base, fixed)
+        return _failsafe(site, model, base, fixed, fixed_lines)
     policy = site.policy
-    capacity = site.limit_a[:, None] - policy.safety_margin_a - base.line_a
+    capacity = site.limit_a[:, None] - policy.safety_margin_a - fixed_lines
     room = capacity - GUARD_A
     coefficients = model.coefficients[site.active]
     loads = BITS[site.active]
@@ -112,7 +112,7 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
 
     smoothed = smooth(fill.current_a, site.previous_a, lo, hi, admitted, policy, overloaded_cars)
     sent = smoothed.current_a
-    predicted = base.line_a + line_currents(
+    predicted = fixed_lines + line_currents(
         fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor
     )
 
@@ -217,10 +217,9 @@ def predict_fuse_currents(
         dtype=np.float64,
     ).reshape(site.n_chargers)
     current = np.where(site.online, current, 0.0)
-    components = _offline_components(site, model) + fuse_components(
-        site, model.coefficients[site.active] * current[:, None]
-    )
-    lines = base.line_a + line_currents(components, model.phasor)
+    fixed, fixed_lines = _offline_load(site, model, base)
+    components = fixed + fuse_components(site, model.coefficients[site.active] * current[:, None])
+    lines = fixed_lines + line_currents(components, model.phasor)
     return {fid: _triple(row) for fid, row in zip(site.fuse_ids, lines.tolist(), strict=True)}
 
 
@@ -265,16 +264,27 @@ def check_failsafe_budget(
     return BudgetCheck(fits=not overloaded, fuses=fuses, overloaded=overloaded)
 
 
-def _offline_components(site: CompiledSite, model: LineModel) -> FloatArray:
-    # A charger that does not answer may still hold its last setpoint, or any up to its maximum.
-    load = np.where(site.online[:, None], 0.0, model.coefficients[site.wired] * site.max_a[:, None])
-    return fuse_components(site, load)
+def _offline_load(site: CompiledSite, model: LineModel, base: BaseLoad) -> tuple[FloatArray, FloatArray]:
+    """Load that does not move: (components of offline chargers, base plus line amps of offline ones).
+
+    A charger that does not answer may still hold its last setpoint or any up to its maximum, with any
+    car: on a pair it is that pair's branch at its maximum; wired to three IT lines it may carry a
+    single-phase car on any pair, so its maximum counts in full on every line, added like base load.
+    """
+    offline = ~site.online
+    either = offline & site.it & (POPCOUNT[site.wired] == 3)
+    branch = offline & ~either
+    components = np.where(branch[:, None], model.coefficients[site.wired] * site.max_a[:, None], 0.0)
+    lines = np.where(either[:, None], site.max_a[:, None], 0.0) * np.ones((1, 3))
+    return fuse_components(site, components), base.line_a + fuse_components(site, lines)
 
 
-def _failsafe(site: CompiledSite, model: LineModel, base: BaseLoad, fixed: FloatArray) -> Allocation:
+def _failsafe(
+    site: CompiledSite, model: LineModel, base: BaseLoad, fixed: FloatArray, fixed_lines: FloatArray
+) -> Allocation:
     assert base.failsafe is not None
     sent = np.where(site.online, site.safe_a, 0.0)
-    predicted = base.line_a + line_currents(
+    predicted = fixed_lines + line_currents(
         fixed + fuse_components(site, model.coefficients[site.active] * sent[:, None]), model.phasor
     )
     states: list[ChargerState] = []

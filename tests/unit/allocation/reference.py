@@ -57,6 +57,7 @@ class Reference:
             if f.parent is not None:
                 self.children[f.parent].append(f.id)
         self.base = self._base_loads()
+        self._fixed = self._fixed_lines()
 
     # ---------------------------------------------------------------------------------- topology
     def path(self, fuse_id: str) -> list[str]:
@@ -97,10 +98,13 @@ class Reference:
         return [abs(i1), abs(i2), abs(i3)]
 
     def fuse_loads(self, currents: dict[str, float]) -> dict[str, Load]:
-        """EV load per fuse: `currents` on each charger's effective lines, offline ones at max."""
+        """EV load per fuse: `currents` on each charger's effective lines, offline ones at max (those
+        wired to three IT lines in `offline_lines`, as any car may be there)."""
         loads = {fid: Load.empty() for fid in self.fuses}
         for c in self.snapshot.chargers:
             if not c.online:
+                if self.it and len(c.lines) == 3:
+                    continue
                 lines, amps = lines_of(c.lines), c.max_a
             else:
                 lines, amps = self.effective_lines(c), currents.get(c.id, 0.0)
@@ -110,10 +114,22 @@ class Reference:
                 self.add(loads[fid], lines, amps)
         return loads
 
+    def fixed(self, fuse_id: str) -> list[float]:
+        """Base load plus, on every line, offline chargers wired to three IT lines below the fuse."""
+        return self._fixed[fuse_id]
+
+    def _fixed_lines(self) -> dict[str, list[float]]:
+        extra = dict.fromkeys(self.fuses, 0.0)
+        for c in self.snapshot.chargers:
+            if not c.online and self.it and len(c.lines) == 3:
+                for fid in self.path(c.fuse):
+                    extra[fid] += c.max_a
+        return {fid: [b + extra[fid] for b in self.base[fid]] for fid in self.fuses}
+
     def predicted(self, currents: dict[str, float]) -> dict[str, list[float]]:
         loads = self.fuse_loads(currents)
         return {
-            fid: [b + e for b, e in zip(self.base[fid], self.line_currents(loads[fid]), strict=True)]
+            fid: [b + e for b, e in zip(self.fixed(fid), self.line_currents(loads[fid]), strict=True)]
             for fid in self.fuses
         }
 

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.allocation import rotation
+from controller.allocation.allocator import _offline_load
 from controller.allocation.compiled import BITS, compile_site
-from controller.allocation.electrical import base_load, fuse_components, line_model
+from controller.allocation.electrical import base_load, line_model
 from tests.unit.allocation.reference import Load, Reference, random_site
 from tests.unit.allocation.test_properties import EXAMPLES
 
@@ -28,7 +29,7 @@ def _one_at_a_time(ref: Reference, order: list[str], lo: dict[str, float]) -> se
             ref.add(trial[fid], ref.effective_lines(charger), lo[cid])
             lines = ref.line_currents(trial[fid])
             for line in ref.loaded_lines(charger):
-                if ref.base[fid][line] + lines[line] > ref.limit(fid) + TOLERANCE_A:
+                if ref.fixed(fid)[line] + lines[line] > ref.limit(fid) + TOLERANCE_A:
                     fits = False
         if fits:
             admitted.add(cid)
@@ -57,8 +58,8 @@ def test_array_admission_equals_one_at_a_time(
     order = rng.permutation(site.n_chargers)[: int(rng.integers(0, site.n_chargers + 1))]
     order = order[site.online[order]]
     lo = site.min_a * rng.choice([1.0, 1.5, 2.5], size=site.n_chargers)
-    offline = np.where(site.online[:, None], 0.0, model.coefficients[site.wired] * site.max_a[:, None])
-    capacity = site.limit_a[:, None] - snapshot.policy.safety_margin_a - base.line_a + TOLERANCE_A
+    fixed, fixed_lines = _offline_load(site, model, base)
+    capacity = site.limit_a[:, None] - snapshot.policy.safety_margin_a - fixed_lines + TOLERANCE_A
     got = rotation.admit(
         site,
         order,
@@ -66,7 +67,7 @@ def test_array_admission_equals_one_at_a_time(
         model.coefficients[site.active],
         BITS[site.active],
         capacity,
-        fuse_components(site, offline),
+        fixed,
         model.phasor,
         vector_rounds=vector_rounds,
     )

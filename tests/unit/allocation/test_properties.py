@@ -114,7 +114,7 @@ def test_c_no_charging_car_could_get_half_an_amp_more(snapshot: SiteSnapshot) ->
             broken += [
                 (fid, line)
                 for line in ref.loaded_lines(c)
-                if ref.base[fid][line] + lines[line] > ref.limit(fid) + LINE_TOLERANCE_A
+                if ref.fixed(fid)[line] + lines[line] > ref.limit(fid) + LINE_TOLERANCE_A
             ]
         assert broken, f"{c.id} at {currents[c.id]:.3f} A (max {hi}) could take {STEP_A} A more"
 
