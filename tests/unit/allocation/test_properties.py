@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -249,3 +250,39 @@ def test_a_stale_meter_puts_every_online_charger_on_its_safe_current(
         safe = _lo(snapshot, c) if c.safe_current_a is None else c.safe_current_a
         assert d.current_a == (safe if c.online else 0.0)
         assert d.limited_by == ("failsafe" if c.online else "offline")
+
+
+@settings(max_examples=EXAMPLES)
+@given(sites(smoothing=False))
+def test_limited_by_tells_the_truth(snapshot: SiteSnapshot) -> None:
+    """A named fuse line is full and loaded by the car (or, for a paused car, its minimum does not fit
+    there even alone); a named maximum is the car's current."""
+    allocation = allocate(snapshot)
+    if allocation.failsafe is not None:
+        return
+    ref = Reference(snapshot)
+    currents = {cid: d.current_a for cid, d in allocation.chargers.items()}
+    predicted = ref.predicted(currents)
+    without_ev = ref.fuse_loads({})
+    for c in snapshot.chargers:
+        d = allocation.chargers[c.id]
+        reason = d.limited_by or ""
+        if reason.startswith("fuse:"):
+            _, fid, line_name = reason.split(":")
+            line = ("L1", "L2", "L3").index(line_name)
+            assert fid in ref.path(c.fuse)
+            assert line in ref.loaded_lines(c)
+            if d.state == "charging":
+                assert predicted[fid][line] >= ref.limit(fid) - 1e-4, (c.id, reason, predicted[fid])
+            else:
+                assert d.state == "paused"
+                alone = without_ev[fid].copy()
+                ref.add(alone, ref.effective_lines(c), _lo(snapshot, c))
+                assert ref.fixed(fid)[line] + ref.line_currents(alone)[line] > ref.limit(fid), (c.id, reason)
+        elif reason in ("charger_max", "vehicle_max", "drawing") and d.state == "charging":
+            _, hi = ref.bounds(c)
+            assert d.current_a == pytest.approx(hi, abs=1e-6), (c.id, reason)
+            if reason == "charger_max":
+                assert hi == c.max_a
+        elif reason == "rotation":
+            assert d.state == "paused"
