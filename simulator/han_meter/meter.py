@@ -84,14 +84,16 @@ class VirtualMeter:
         slot = next_slot(self.profile.vendor, self._clock.utc_now())
         try:
             while True:
-                wait_s = (slot.utc - self._clock.utc_now()).total_seconds()
-                if wait_s > 0:
-                    await self._clock.sleep(wait_s)
-                elif self._clock.loop_seconds(-wait_s) > self._max_real_lag_s:
-                    now = self._clock.utc_now()
+                now = self._clock.utc_now()
+                behind_s = (now - slot.utc).total_seconds()
+                if behind_s < 0:
+                    await self._clock.sleep(-behind_s)
+                    # Judged again on waking: the host may have been suspended during the sleep.
+                    continue
+                if self._clock.loop_seconds(behind_s) > self._max_real_lag_s:
                     missed = 1 + len(slots_between(self.profile.vendor, slot.utc, now))
                     self.slots_skipped += missed
-                    self._log.warning("han_meter.slots_skipped", count=missed, behind_s=-wait_s)
+                    self._log.warning("han_meter.slots_skipped", count=missed, behind_s=behind_s)
                     slot = next_slot(self.profile.vendor, now)
                     continue
                 await self.send_slot(slot)
