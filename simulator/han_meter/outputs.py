@@ -238,14 +238,17 @@ class TcpOutput:
                 self.clients_dropped += 1
                 self.bytes_dropped += len(data)
                 self._log.warning("han_tcp.slow_client_dropped", peer=str(writer.get_extra_info("peername")))
-                writer.close()
+                # abort, not close: close would wait for the full buffer to reach a client that
+                # does not read, and the connection would never end.
+                writer.transport.abort()
                 continue
             writer.write(data)
 
     def disconnect_clients(self) -> None:
-        """Drop every client connection (a network blip); the listener stays up."""
+        """Drop every client connection at once, unsent bytes included (a network blip); the
+        listener stays up."""
         for writer in list(self._writers):
-            writer.close()
+            writer.transport.abort()
 
     async def aclose(self) -> None:
         if self._server is not None:
