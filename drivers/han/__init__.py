@@ -10,6 +10,7 @@ from drivers.han.framer import HdlcFrame, HdlcFramer
 from drivers.han.lists import DISPLAY_NAMES, parse_vendor
 from drivers.han.reader import HanReader, SerialSettings, open_serial
 from drivers.han.reasons import DropReason, FrameRejected
+from drivers.han.records import reading_record
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -23,4 +24,5 @@ __all__ = [
     "decode_payload",
     "open_serial",
     "parse_vendor",
+    "reading_record",
 ]

@@ -153,14 +153,12 @@ class HdlcFramer:
             if pos + 1 >= n:
                 if not final:
                     break
-                if pos >= self._accepted_until:
-                    garbage += 1
+                garbage += pos >= self._accepted_until
                 pos = n
                 break
             if (buf[pos + 1] & 0xF0) != 0xA0:
                 # An idle or closing flag, or a 0x7E inside noise: not a frame start.
-                if pos >= self._accepted_until:
-                    garbage += 1
+                garbage += pos >= self._accepted_until
                 pos += 1
                 continue
             header = _parse_header(buf, pos, n)
@@ -168,12 +166,12 @@ class HdlcFramer:
                 if not final:
                     break
                 self._drop(DropReason.TRUNCATED, pos)
-                garbage += 1
+                garbage += pos >= self._accepted_until
                 pos += 1
                 continue
             if header.reason is not None:
                 self._drop(header.reason, pos)
-                garbage += 1
+                garbage += pos >= self._accepted_until
                 pos += 1
                 continue
             end = pos + 1 + header.length  # where the closing flag must be
@@ -182,7 +180,7 @@ class HdlcFramer:
                     break
                 self._drop(DropReason.TRUNCATED, pos)
                 self._reject_until = max(self._reject_until, n)
-                garbage += 1
+                garbage += pos >= self._accepted_until
                 pos += 1
                 continue
             if buf[end] == FLAG:
@@ -208,7 +206,7 @@ class HdlcFramer:
                 span_end = inner
             self._drop(reason, pos)
             self._reject_until = max(self._reject_until, span_end)
-            garbage += 1
+            garbage += pos >= self._accepted_until
             pos += 1
         self._garbage_bytes += garbage
         if pos:
