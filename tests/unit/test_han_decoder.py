@@ -27,8 +27,8 @@ RECEIVED = ReceiveTime(monotonic_s=123.0, utc=RECEIVED_UTC)
 NEEDS_STREAM_CONTEXT = {"lg_e350_embriq_list1"}
 
 
-def decode(raw: bytes, **options: object) -> MeterReading:
-    return decode_payload(information_field(raw), RECEIVED, **options)  # type: ignore[arg-type]
+def decode(raw: bytes, *, ct_ratio: float = 1.0, vendor: MeterVendor | None = None) -> MeterReading:
+    return decode_payload(information_field(raw), RECEIVED, ct_ratio=ct_ratio, vendor=vendor)
 
 
 def corpus_values(reading: MeterReading) -> dict[str, object]:
