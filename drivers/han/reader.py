@@ -116,7 +116,8 @@ class HanReader:
             self._parities = ("E",)
         else:
             self._parities = AUTO_PARITIES
-        self._log = structlog.get_logger("drivers.han").bind(port=port)
+        # Lazy: a logging configuration made after this reader was built still applies.
+        self._log = structlog.get_logger("drivers.han", port=port)
         self._decoder = HanStreamDecoder(
             ct_ratio=check_ct_ratio(ct_ratio), vendor=self._vendor, on_reject=self._on_reject
         )
@@ -129,6 +130,7 @@ class HanReader:
                 "parity_switches",
                 "silences",
                 "sink_errors",
+                "internal_errors",
             ),
             0,
         )
@@ -141,7 +143,7 @@ class HanReader:
     @property
     def counters(self) -> dict[str, int]:
         """Decoder counters (see HanStreamDecoder.counters) plus `bytes`, `connects`, `disconnects`,
-        `open_failures`, `parity_switches`, `silences` and `sink_errors`."""
+        `open_failures`, `parity_switches`, `silences`, `sink_errors` and `internal_errors`."""
         return {**self._decoder.counters, **self._counts}
 
     @property
@@ -342,7 +344,13 @@ class HanReader:
         self._counts["bytes"] += len(data)
         received = self._now()
         frames_before = self._decoder.counters["frames"]
-        readings = self._decoder.feed(data, received)
+        try:
+            readings = self._decoder.feed(data, received)
+        except Exception:
+            # A decoder bug must not stop the meter: the chunk is lost, counted and logged.
+            self._counts["internal_errors"] += 1
+            self._log.exception("han.decode_failed", bytes=len(data))
+            return
         if self._decoder.counters["frames"] > frames_before:
             # Any checked frame proves the line settings right, even one we cannot decode.
             self._last_frame_monotonic_s = received.monotonic_s

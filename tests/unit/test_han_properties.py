@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.contracts import ReceiveTime
@@ -42,7 +42,6 @@ def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
     noise=st.lists(noise_bytes, min_size=len(CORPUS) + 1, max_size=len(CORPUS) + 1),
     sizes=st.lists(st.integers(1, 700), max_size=20),
 )
-@settings(max_examples=150)
 def test_corpus_in_noise_yields_exactly_the_valid_frames_in_order(
     noise: list[bytes], sizes: list[int]
 ) -> None:

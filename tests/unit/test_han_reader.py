@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from drivers.clock import SystemClock
-from drivers.contracts import MeterReading, MeterVendor
+from drivers.contracts import MeterReading, MeterVendor, ReceiveTime
 from drivers.han.reader import HanReader, SerialPort, SerialSettings
 from tests.support.han import by_vendor, frame
 from tests.support.han_ports import OffsetClock, SocketPort, ThreadOnlyPort, running, wait_until
@@ -228,6 +228,33 @@ async def test_readings_carry_the_injected_clock_and_survive_a_failing_sink() ->
         assert reading.received.monotonic_s >= OffsetClock.MONOTONIC_OFFSET_S
         assert reading.received.utc >= OffsetClock.EPOCH
     assert han.last_valid_monotonic_s == readings[-1].received.monotonic_s
+
+
+async def test_a_decoder_failure_is_counted_and_reading_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = SocketPort()
+    opener = Opener(lambda n, settings: port)
+    readings: list[MeterReading] = []
+    with capture_logs() as logs:
+        han = reader(opener, readings.append, vendor="kaifa")
+        real_feed = han._decoder.feed
+        calls = 0
+
+        def flaky_feed(data: bytes, received: ReceiveTime) -> list[MeterReading]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("decoder bug")
+            return real_feed(data, received)
+
+        monkeypatch.setattr(han._decoder, "feed", flaky_feed)
+        async with running(han):
+            await wait_until(lambda: han.counters["connects"] == 1, "the port to open")
+            port.send(KAIFA)
+            await wait_until(lambda: han.counters["internal_errors"] == 1, "the failure to be counted")
+            port.send(KAIFA)
+            await wait_until(lambda: len(readings) == 1, "a reading after the failure")
+    port.device.close()
+    assert any(e["event"] == "han.decode_failed" for e in logs)
 
 
 async def test_port_without_file_descriptor_is_read_by_a_joined_thread() -> None:
