@@ -13,13 +13,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from typing import Protocol, TypeAlias, cast
 
 # Order here is the order in `sitectl --help`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("controller.cli.config",)
 
 Handler = Callable[[argparse.Namespace], int]
-SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+# A string: _SubParsersAction is not subscriptable at runtime on Python 3.11.
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class _CommandModule(Protocol):
