@@ -17,6 +17,8 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.localapi import (
     ApiError,
@@ -452,3 +454,64 @@ async def test_daemon_died_leaving_its_socket(socket_dir: Path) -> None:
         dead.bind(str(path))
     with pytest.raises(DaemonNotRunning, match="daemon not running \\(stale socket at"):
         await call(path, "status")
+
+
+# ------------------------------------------------------------------------------- hostile clients
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+REQUEST_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": JSON_VALUES,
+        "method": st.sampled_from(["status", "adopt", "crash", "nope", ""]) | JSON_VALUES,
+        "params": JSON_VALUES,
+        "extra": JSON_VALUES,
+    },
+)
+LINES = st.one_of(
+    st.binary(max_size=300),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    REQUEST_LIKE.map(lambda v: json.dumps(v).encode()),
+).map(lambda line: line.replace(b"\n", b" "))
+
+
+@given(st.lists(LINES, min_size=1, max_size=8))
+def test_any_input_gets_one_answer_per_line_and_the_server_survives(lines: list[bytes]) -> None:
+    async def scenario() -> None:
+        socket_dir = Path(tempfile.mkdtemp(prefix="sitectl-", dir="/tmp"))
+        registry = MethodRegistry()
+
+        async def status(params: Params) -> Any:
+            return {"online": True}
+
+        async def crash(params: Params) -> Any:
+            raise RuntimeError("boom")
+
+        registry.add("status", status)
+        registry.add("crash", crash)
+        try:
+            async with ControlServer(socket_dir / "control.sock", registry) as server:
+                client = RawClient(*await asyncio.open_unix_connection(str(server.path)))
+                try:
+                    await client.send(b"".join(line + b"\n" for line in lines))
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        answer = await client.answer()
+                        assert set(answer) in ({"id", "result"}, {"id", "error"}), answer
+                        if "error" in answer:
+                            assert isinstance(answer["error"]["code"], str)
+                            assert isinstance(answer["error"]["message"], str)
+                finally:
+                    await client.close()
+                assert await call(server.path, "status") == {"online": True}
+                answered = sum(1 for line in lines if line.strip())
+                assert server.counters.requests == answered + 1
+        finally:
+            shutil.rmtree(socket_dir)
+
+    asyncio.run(scenario())
