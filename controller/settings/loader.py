@@ -24,6 +24,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from controller.settings.checks import ConfigProblem, Loc, SiteCheck, format_loc
 from controller.settings.model import CROSS_CHECK_ERROR, LIST_SECTIONS, SiteSettings
+from controller.settings.sections import PATTERN_HELP
 from controller.settings.tomlpos import key_lines, line_of
 
 ENV_PREFIX = "SITECTL_"
@@ -70,7 +71,17 @@ def load_settings(
     try:
         env_data = _MappingEnvSource(SiteSettings, env_vars)()
     except SettingsError as exc:
-        problems.append(ConfigProblem((), f"cannot parse environment override: {exc}"))
+        # pydantic-settings names the field ("policy") whose JSON value it could not parse.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        section = field[1] if field else ""
+        variable = env_paths.get((section,))
+        problems.append(
+            ConfigProblem(
+                (section,) if section else (),
+                "not valid JSON for a whole section",
+                f"environment {variable}" if variable else "environment",
+            )
+        )
         env_data = {}
 
     def locate(loc: Loc) -> str | None:
@@ -188,6 +199,8 @@ def _pydantic_problem(error: Any, locate: Any) -> ConfigProblem:
         message = "unknown key"
     elif kind == "missing":
         message = "required key missing"
+    elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in PATTERN_HELP:
+        message = f"{PATTERN_HELP[error['ctx']['pattern']]} (got {error.get('input')!r})"
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
         value = error.get("input")

@@ -18,13 +18,30 @@ from drivers.contracts import Line
 DEFAULT_MIN_CURRENT_A = 6.0
 """IEC 61851-1: no car charges below 6 A, so no configuration may ask for less."""
 
-SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")]
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
+TOPIC_LEVEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+OCPP_IDENTITY_PATTERN = r"^[A-Za-z0-9._~*@!$&'()+,;=-]{1,48}$"
+MQTT_PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$"
+NO_WHITESPACE_PATTERN = r"^\S+$"
+
+PATTERN_HELP = {
+    SAFE_ID_PATTERN: "use 1-48 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    TOPIC_LEVEL_PATTERN: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit "
+    "(it is an MQTT topic level)",
+    OCPP_IDENTITY_PATTERN: "use 1-48 characters that are allowed unescaped in a URL path, without ':' or '/'",
+    MQTT_PREFIX_PATTERN: "use topic levels of letters, digits, '.', '_' or '-' separated by single '/', "
+    "no wildcards, no leading or trailing '/'",
+    NO_WHITESPACE_PATTERN: "must not be empty or contain whitespace",
+}
+"""What each pattern means, for error messages people can act on."""
+
+SafeId = Annotated[str, StringConstraints(pattern=SAFE_ID_PATTERN)]
 """Ids that end up in MQTT payloads, log lines, `limited_by` labels and file names."""
 
-TopicLevel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+TopicLevel = Annotated[str, StringConstraints(pattern=TOPIC_LEVEL_PATTERN)]
 """One MQTT topic level: no '/', no wildcards '+' '#', no leading '$' (reserved by brokers)."""
 
-OcppIdentity = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._~*@!$&'()+,;=-]{1,48}$")]
+OcppIdentity = Annotated[str, StringConstraints(pattern=OCPP_IDENTITY_PATTERN)]
 """OCPP charge point identity: at most 48 characters that may stand unescaped in a URL path
 segment, without ':' (it is the basic-auth user name under security profiles 1 and 2)."""
 
@@ -245,7 +262,7 @@ class ChargerSection(Section):
     """Current the charger falls back to on its own without the controller: 0 (paused) or
     between min_a and max_a. All safe currents together must fit the fuses."""
 
-    password_hash: Annotated[str, StringConstraints(pattern=r"^\S+$")] | None = None
+    password_hash: Annotated[str, StringConstraints(pattern=NO_WHITESPACE_PATTERN)] | None = None
     """Hash of the charger's basic-auth password, from `sitectl secret hash` (OCPP profiles 1, 2)."""
 
     space: NonEmpty | None = None
@@ -276,7 +293,7 @@ class MqttSection(Section):
     url: NonEmpty
     """Broker: mqtt://host[:1883] or mqtts://host[:8883] (TLS)."""
 
-    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")] = "garage/v1"
+    prefix: Annotated[str, StringConstraints(pattern=MQTT_PREFIX_PATTERN)] = "garage/v1"
     """Topic prefix; topics are `<prefix>/<site.id>/...`."""
 
     ca_file: Path | None = None

@@ -624,3 +624,22 @@ def test_sections_are_frozen(write: Write) -> None:
     with pytest.raises(ValidationError):
         settings.chargers[0].max_a = 80  # type: ignore[misc]
     assert isinstance(settings.chargers[0], ChargerSection)
+
+
+def test_environment_whole_section_as_json(write: Write) -> None:
+    settings = load_settings(write(BASE), {"SITECTL_POLICY": '{"safety_margin_a": 4, "settle_s": 2}'})
+    assert (settings.policy.safety_margin_a, settings.policy.settle_s) == (4, 2)
+
+
+def test_environment_bad_json_section_is_located(write: Write) -> None:
+    problem = only_problem(write(BASE), {"SITECTL_POLICY": "{safety_margin_a: 4"})
+    assert str(problem) == "environment SITECTL_POLICY: policy: not valid JSON for a whole section"
+
+
+def test_pattern_errors_say_what_is_allowed(write: Write) -> None:
+    problem = only_problem(write(BASE.replace('id = "c01"', 'id = "c 01"')))
+    assert problem.path == "fuses[1].id"
+    assert (
+        problem.message
+        == "use 1-48 letters, digits, '.', '_' or '-', starting with a letter or digit (got 'c 01')"
+    )
