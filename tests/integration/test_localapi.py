@@ -10,6 +10,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
@@ -20,16 +22,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.localapi import (
-    ApiError,
-    ControlServer,
-    DaemonNotRunning,
-    MethodRegistry,
-    Params,
-    RemoteError,
-    call,
-    stream,
-)
+from controller.localapi.client import DaemonNotRunning, RemoteError, call, stream
+from controller.localapi.server import ApiError, ControlServer, MethodRegistry, Params
+from tests.support import subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -515,3 +510,15 @@ def test_any_input_gets_one_answer_per_line_and_the_server_survives(lines: list[
             shutil.rmtree(socket_dir)
 
     asyncio.run(scenario())
+
+
+def test_client_imports_stay_light() -> None:
+    """`sitectl status` on a Pi should not pay for pydantic or structlog just to ask the daemon."""
+    probe = (
+        "import sys, controller.localapi.client; print(sorted({'pydantic', 'structlog'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(), timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,16 +1,4 @@
-"""The local control API between `sitectl` and the running daemon: JSON lines over a Unix socket.
-
-Wire format, one JSON object per line each way:
-
-    → {"id": 1, "method": "status", "params": {...}}        params optional, id a string or integer
-    ← {"id": 1, "result": ...}
-    ← {"id": 1, "error": {"code": "method_not_found", "message": "..."}}
-
-A *stream* method (`watch`-style) answers with any number of `{"id": 1, "event": ...}` lines and ends
-with `{"id": 1, "result": null}` (or an error). While a stream runs, its connection carries only its
-events: the client stops it by closing the connection (sending anything also ends the stream and
-the connection). Requests on one connection are answered in order; connections are served
-concurrently.
+"""The daemon's side of the local control API: a `MethodRegistry` served on a Unix socket.
 
 Access control is the file system: the socket is mode 0660 (owner and one group) in a directory the
 daemon owns (systemd's RuntimeDirectory). A request larger than `max_request_bytes`, a connection idle
@@ -38,6 +26,19 @@ from typing import Any
 import pydantic
 import structlog
 
+from controller.localapi.protocol import (
+    BUSY,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    REQUEST_TOO_LARGE,
+    TIMEOUT,
+    UnencodableMessage,
+    encode,
+)
+
 log = structlog.get_logger(__name__)
 
 Params = Mapping[str, Any]
@@ -47,16 +48,6 @@ StreamHandler = Callable[[Params], AsyncGenerator[Any, None]]
 SOCKET_MODE = 0o660
 DIRECTORY_MODE = 0o750
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
-CLIENT_LIMIT_BYTES = 64 * 1024 * 1024  # answers (snapshots of big sites) may be large
-
-PARSE_ERROR = "parse_error"
-INVALID_REQUEST = "invalid_request"
-METHOD_NOT_FOUND = "method_not_found"
-INVALID_PARAMS = "invalid_params"
-REQUEST_TOO_LARGE = "request_too_large"
-TIMEOUT = "timeout"
-BUSY = "busy"
-INTERNAL_ERROR = "internal_error"
 
 
 class ApiError(Exception):
@@ -298,7 +289,7 @@ class ControlServer:
         try:
             async with asyncio.timeout(self.call_timeout_s):
                 result = await handler(params)
-            payload = _encode({"id": request_id, "result": result})
+            payload = encode({"id": request_id, "result": result})
         except Exception as exc:  # every failure becomes an error answer
             code, message = self._failure(method, exc)
             await self._send_error(writer, request_id, code, message)
@@ -319,11 +310,11 @@ class ControlServer:
             events = handler(params)
             try:
                 async for event in events:
-                    writer.write(_encode({"id": request_id, "event": event}))
+                    writer.write(encode({"id": request_id, "event": event}))
                     await writer.drain()
             finally:
                 await events.aclose()
-            writer.write(_encode({"id": request_id, "result": None}))
+            writer.write(encode({"id": request_id, "result": None}))
             await writer.drain()
 
         pumping = asyncio.create_task(pump(), name=f"control-stream-{method}")
@@ -355,7 +346,7 @@ class ControlServer:
         if isinstance(exc, TimeoutError):
             self.counters.timeouts += 1
             return TIMEOUT, f"{method} did not finish within {self.call_timeout_s:g} s"
-        if isinstance(exc, _UnencodableResult):
+        if isinstance(exc, UnencodableMessage):
             log.error("control_result_not_json", method=method, error=str(exc))
             return INTERNAL_ERROR, f"{method} produced a result that is not JSON: {exc}"
         log.error("control_handler_failed", method=method, exc_info=exc)
@@ -373,20 +364,8 @@ class ControlServer:
         self, writer: asyncio.StreamWriter, request_id: Any, code: str, message: str
     ) -> None:
         self.counters.errors += 1
-        writer.write(_encode({"id": request_id, "error": {"code": code, "message": message}}))
+        writer.write(encode({"id": request_id, "error": {"code": code, "message": message}}))
         await writer.drain()
-
-
-class _UnencodableResult(ValueError):
-    pass
-
-
-def _encode(message: Mapping[str, Any]) -> bytes:
-    try:
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise _UnencodableResult(str(exc)) from None
-    return text.encode("utf-8") + b"\n"
 
 
 def _validation_message(exc: pydantic.ValidationError) -> str:
@@ -429,113 +408,3 @@ def _peer(writer: asyncio.StreamWriter) -> dict[str, int]:
         return {}
     pid, uid, gid = struct.unpack("3i", raw)
     return {"peer_pid": pid, "peer_uid": uid, "peer_gid": gid}
-
-
-# ---------------------------------------------------------------------------------------------- client
-
-
-class DaemonUnreachable(Exception):
-    """The control socket cannot be used: `sitectl` prints the message and exits 1."""
-
-
-class DaemonNotRunning(DaemonUnreachable):
-    pass
-
-
-class RemoteError(Exception):
-    """The daemon answered with an error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.message = message
-
-
-async def call(
-    socket_path: Path, method: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 30.0
-) -> Any:
-    """Call `method` on the running daemon and return its result.
-
-    Raises DaemonNotRunning ("daemon not running (no socket at ...)"), DaemonUnreachable (e.g. no
-    permission), RemoteError for an error answer, TimeoutError after `timeout_s`.
-    """
-    async with asyncio.timeout(timeout_s):
-        reader, writer = await _connect(socket_path)
-        try:
-            writer.write(_request_line(1, method, params))
-            await writer.drain()
-            answer = await _read_answer(reader, 1)
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, BrokenPipeError):
-                await writer.wait_closed()
-    if "error" in answer:
-        raise _remote_error(answer["error"])
-    return answer.get("result")
-
-
-async def stream(
-    socket_path: Path,
-    method: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    connect_timeout_s: float = 10.0,
-) -> AsyncGenerator[Any, None]:
-    """Call a stream method; yields each event until the daemon ends the stream. Closing the
-    generator (leaving `async for`) closes the connection, which stops the stream on the daemon."""
-    async with asyncio.timeout(connect_timeout_s):
-        reader, writer = await _connect(socket_path)
-    try:
-        writer.write(_request_line(1, method, params))
-        await writer.drain()
-        while True:
-            answer = await _read_answer(reader, 1)
-            if "event" in answer:
-                yield answer["event"]
-            elif "error" in answer:
-                raise _remote_error(answer["error"])
-            else:
-                return
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, BrokenPipeError):
-            await writer.wait_closed()
-
-
-async def _connect(socket_path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    try:
-        return await asyncio.open_unix_connection(str(socket_path), limit=CLIENT_LIMIT_BYTES)
-    except FileNotFoundError:
-        raise DaemonNotRunning(f"daemon not running (no socket at {socket_path})") from None
-    except ConnectionRefusedError:
-        raise DaemonNotRunning(f"daemon not running (stale socket at {socket_path})") from None
-    except PermissionError:
-        raise DaemonUnreachable(
-            f"permission denied on {socket_path} (is this user in the control socket's group?)"
-        ) from None
-
-
-def _request_line(request_id: int, method: str, params: Mapping[str, Any] | None) -> bytes:
-    return _encode({"id": request_id, "method": method, "params": dict(params or {})})
-
-
-async def _read_answer(reader: asyncio.StreamReader, request_id: int) -> dict[str, Any]:
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError:
-        raise DaemonUnreachable("the daemon closed the connection without answering") from None
-    try:
-        answer = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DaemonUnreachable(f"unreadable answer from the daemon: {exc}") from None
-    if not isinstance(answer, dict):
-        raise DaemonUnreachable("unreadable answer from the daemon: not an object")
-    if answer.get("id") not in (request_id, None):
-        raise DaemonUnreachable(f"answer to another request: {answer.get('id')!r}")
-    return answer
-
-
-def _remote_error(error: Any) -> RemoteError:
-    if isinstance(error, dict):
-        return RemoteError(str(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")))
-    return RemoteError(INTERNAL_ERROR, str(error))
