@@ -13,6 +13,7 @@ import contextlib
 import enum
 import os
 import random
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,9 +176,14 @@ class HanReader:
             settings = SerialSettings(parity=self._parity)
             try:
                 port = await self._open(settings)
-            except (OSError, ValueError) as exc:
-                # pyserial's SerialException derives from OSError (IOError).
+            except (OSError, ValueError, termios.error) as exc:
+                # pyserial's SerialException derives from OSError (IOError); termios.error does not,
+                # and a pty or adapter in a bad state raises it from tcsetattr while opening.
                 self._counts["open_failures"] += 1
+                if isinstance(exc, termios.error):
+                    # The port refuses these line settings (a pty refuses parity E after N): a
+                    # retry with the same settings fails forever, so try the next parity.
+                    parity_index = (parity_index + 1) % len(self._parities)
                 delay = self._backoff_s(failures)
                 failures += 1
                 self._log.warning("han.open_failed", error=str(exc), retry_in_s=round(delay, 3))

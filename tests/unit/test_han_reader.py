@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,26 @@ async def test_auto_mode_alternates_parity_until_frames_arrive() -> None:
     assert all(s.baudrate == 2400 and s.bytesize == 8 and s.stopbits == 1 for s in opener.calls)
     assert han.counters["parity_switches"] >= 1
     assert {r.vendor for r in readings} == {MeterVendor.KAMSTRUP}
+
+
+async def test_a_port_refusing_a_parity_moves_on_to_the_other_one() -> None:
+    # A pty refuses parity E (tcsetattr EINVAL) once it has been set to N; retrying E forever
+    # would leave the reader deaf although N works.
+    def script(n: int, settings: SerialSettings) -> SerialPort:
+        if settings.parity == "E":
+            raise termios.error(22, "Invalid argument")
+        port = SocketPort()
+        port.send(KAMSTRUP)
+        return port
+
+    opener = Opener(script)
+    readings: list[MeterReading] = []
+    han = reader(opener, readings.append)
+    async with running(han):
+        await wait_until(lambda: len(readings) == 3, "three Kamstrup readings")
+    opener.close_devices()
+    assert [s.parity for s in opener.calls[:2]] == ["E", "N"]
+    assert han.counters["open_failures"] == 1
 
 
 async def test_auto_mode_keeps_a_parity_that_delivers() -> None:
