@@ -274,13 +274,12 @@ async def connected(
     """A test charger connected and running its receive loop."""
     headers = basic_auth(username or identity, password) if password is not None else {}
     protocol = "ocpp1.6" if version == "1.6" else "ocpp2.0.1"
+    options: dict[str, Any] = {"open_timeout": 5, "ping_interval": None, **connect_kwargs}
     async with websockets.connect(
         f"{url}/{identity}",
         subprotocols=[protocol],  # type: ignore[list-item]
         additional_headers=headers,
-        open_timeout=5,
-        ping_interval=None,
-        **connect_kwargs,
+        **options,
     ) as connection:
         charger: Any = (Charger16 if version == "1.6" else Charger201)(identity, connection)
         task = asyncio.create_task(charger.start(), name=f"test-charger-{identity}")
