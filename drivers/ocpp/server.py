@@ -404,17 +404,14 @@ class CentralSystem:
         try:
             async for message in connection:
                 await session.on_message(message)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == 1009:
+                self._counters.inc(rpc.C_OVERSIZE)
+                log.warning(
+                    "ocpp.oversize_message", identity=session.identity, limit=self.config.max_message_bytes
+                )
         except ConnectionError:
             pass  # our reply could not be sent: the connection is gone
-        if connection.protocol.close_code == 1009 or (
-            connection.protocol.close_sent is not None and connection.protocol.close_sent.code == 1009
-        ):
-            self._counters.inc(rpc.C_OVERSIZE)
-            log.warning(
-                "ocpp.oversize_message", identity=session.identity, limit=self.config.max_message_bytes
-            )
 
     async def _serve_station(
         self, connection: ServerConnection, station: Station, version: rpc.Version

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import websockets
-from ocpp.routing import after, on
+from ocpp.routing import after as _after
+from ocpp.routing import on as _on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -22,11 +23,42 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 from drivers.clock import SystemClock
 from drivers.contracts import ChargerEvent
 from drivers.ocpp import CentralSystem, ChargePointConfig, CsmsConfig, InMemoryTransactionIds, LocalAuthList
 from drivers.ocpp.passwords import hash_password
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on(action: str) -> Callable[[F], F]:
+    """The ocpp library's routing decorator, typed."""
+    return cast(Callable[[F], F], _on(action))
+
+
+def after(action: str) -> Callable[[F], F]:
+    return cast(Callable[[F], F], _after(action))
+
+
+async def eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait until `predicate()` holds: for state changed by the server's own tasks."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - the state has no event to wait on
+            await asyncio.sleep(0.01)
+
+
+def raw_connect(url: str, identity: str, version: str = "1.6", **kwargs: Any) -> Any:
+    """A plain websocket with the right credentials, for sending hand-made frames."""
+    protocol = Subprotocol("ocpp1.6" if version == "1.6" else "ocpp2.0.1")
+    return websockets.connect(
+        f"{url}/{identity}",
+        subprotocols=[protocol],
+        additional_headers=basic_auth(identity, PASSWORD),
+        **kwargs,
+    )
+
 
 PASSWORD = "correct-horse-battery-1"
 # Cheap scrypt parameters: the tests exercise the protocol, not the key-stretching cost.
@@ -120,7 +152,9 @@ class Charger16(ChargePoint16):  # type: ignore[misc]
         self.rec = _Recorder()
 
     async def boot(self) -> str:
-        result = await self.call(call16.BootNotification(charge_point_model="T16", charge_point_vendor="Test"))
+        result = await self.call(
+            call16.BootNotification(charge_point_model="T16", charge_point_vendor="Test")
+        )
         if result.status == "Accepted":
             self.rec.accepted.set()
         return str(result.status)
@@ -138,7 +172,11 @@ class Charger16(ChargePoint16):  # type: ignore[misc]
     @on("GetConfiguration")
     def on_get_configuration(self, key: list[str] | None = None) -> Any:
         keys = key or list(self.rec.configuration)
-        known = [{"key": k, "readonly": False, "value": self.rec.configuration[k]} for k in keys if k in self.rec.configuration]
+        known = [
+            {"key": k, "readonly": False, "value": self.rec.configuration[k]}
+            for k in keys
+            if k in self.rec.configuration
+        ]
         unknown = [k for k in keys if k not in self.rec.configuration]
         return result16.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
 
@@ -257,7 +295,9 @@ class Charger201(ChargePoint201):  # type: ignore[misc]
 
     @on("ChangeAvailability")
     def on_change_availability(self, operational_status: str, evse: dict[str, Any] | None = None) -> Any:
-        self.rec.commands.append(("ChangeAvailability", {"operational_status": operational_status, "evse": evse}))
+        self.rec.commands.append(
+            ("ChangeAvailability", {"operational_status": operational_status, "evse": evse})
+        )
         return result201.ChangeAvailability(status="Accepted")
 
 
@@ -277,7 +317,7 @@ async def connected(
     options: dict[str, Any] = {"open_timeout": 5, "ping_interval": None, **connect_kwargs}
     async with websockets.connect(
         f"{url}/{identity}",
-        subprotocols=[protocol],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(protocol)],
         additional_headers=headers,
         **options,
     ) as connection:
@@ -291,19 +331,51 @@ async def connected(
                 await task
 
 
-def sample_values_16(energy_wh: int, currents: tuple[float, float, float], context: str = "Sample.Periodic") -> list[dict[str, Any]]:
-    sampled = [{"value": str(energy_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": context}]
+def sample_values_16(
+    energy_wh: int, currents: tuple[float, float, float], context: str = "Sample.Periodic"
+) -> list[dict[str, Any]]:
+    sampled = [
+        {
+            "value": str(energy_wh),
+            "measurand": "Energy.Active.Import.Register",
+            "unit": "Wh",
+            "context": context,
+        }
+    ]
     for phase, amps in zip(("L1", "L2", "L3"), currents, strict=True):
-        sampled.append({"value": f"{amps:.1f}", "measurand": "Current.Import", "phase": phase, "unit": "A", "context": context})
+        sampled.append(
+            {
+                "value": f"{amps:.1f}",
+                "measurand": "Current.Import",
+                "phase": phase,
+                "unit": "A",
+                "context": context,
+            }
+        )
     return [{"timestamp": now_iso(), "sampledValue": sampled}]
 
 
-def sample_values_201(energy_wh: float, currents: tuple[float, float, float], context: str = "Sample.Periodic") -> list[dict[str, Any]]:
+def sample_values_201(
+    energy_wh: float, currents: tuple[float, float, float], context: str = "Sample.Periodic"
+) -> list[dict[str, Any]]:
     sampled: list[dict[str, Any]] = [
-        {"value": energy_wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}, "context": context}
+        {
+            "value": energy_wh,
+            "measurand": "Energy.Active.Import.Register",
+            "unitOfMeasure": {"unit": "Wh"},
+            "context": context,
+        }
     ]
     for phase, amps in zip(("L1", "L2", "L3"), currents, strict=True):
-        sampled.append({"value": amps, "measurand": "Current.Import", "phase": phase, "unitOfMeasure": {"unit": "A"}, "context": context})
+        sampled.append(
+            {
+                "value": amps,
+                "measurand": "Current.Import",
+                "phase": phase,
+                "unitOfMeasure": {"unit": "A"},
+                "context": context,
+            }
+        )
     return [{"timestamp": now_iso(), "sampledValue": sampled}]
 
 

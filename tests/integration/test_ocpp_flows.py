@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.integration.ocpp_support import (
     call201,
     charge_point,
     connected,
+    eventually,
     now_iso,
     running_csms,
     sample_values_16,
@@ -33,34 +33,31 @@ from tests.integration.ocpp_support import (
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 def latest_status(h: Harness, charger_id: str) -> ChargerStatus:
-    return [e for e in h.of_type(ChargerStatus) if e.charger_id == charger_id][-1]
+    statuses: list[ChargerStatus] = [e for e in h.of_type(ChargerStatus) if e.charger_id == charger_id]
+    return statuses[-1]
 
 
 async def test_v16_boot_is_pending_until_the_safe_profile_is_installed() -> None:
-    async with running_csms([charge_point("CP1", safe_current_a=8.0, phases=3)]) as h:
-        async with connected(h.url, "CP1") as cp:
-            assert await cp.boot() == "Pending"
-            async with asyncio.timeout(5):
-                await cp.rec.accepted.wait()
-            connector_id, profile = cp.rec.profiles[0]
-            assert connector_id == 0
-            assert profile["stack_level"] == 0
-            assert profile["charging_profile_purpose"] == "TxDefaultProfile"
-            assert "duration" not in profile["charging_schedule"]
-            period = profile["charging_schedule"]["charging_schedule_period"][0]
-            assert Decimal(str(period["limit"])) == Decimal("8.0")
-            assert period["number_phases"] == 3
-            assert cp.rec.configuration["MeterValueSampleInterval"] == "1"
-            assert cp.rec.configuration["ClockAlignedDataInterval"] == "900"
-            assert "BootNotification" in cp.rec.triggers
-            assert h.csms.charger("CP1-1").provisioned
+    async with (
+        running_csms([charge_point("CP1", safe_current_a=8.0, phases=3)]) as h,
+        connected(h.url, "CP1") as cp,
+    ):
+        assert await cp.boot() == "Pending"
+        async with asyncio.timeout(5):
+            await cp.rec.accepted.wait()
+        connector_id, profile = cp.rec.profiles[0]
+        assert connector_id == 0
+        assert profile["stack_level"] == 0
+        assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+        assert "duration" not in profile["charging_schedule"]
+        period = profile["charging_schedule"]["charging_schedule_period"][0]
+        assert Decimal(str(period["limit"])) == Decimal("8.0")
+        assert period["number_phases"] == 3
+        assert cp.rec.configuration["MeterValueSampleInterval"] == "1"
+        assert cp.rec.configuration["ClockAlignedDataInterval"] == "900"
+        assert "BootNotification" in cp.rec.triggers
+        assert h.csms.charger("CP1-1").provisioned
 
 
 async def test_v16_transaction_flow_and_idempotent_replays() -> None:
@@ -74,7 +71,9 @@ async def test_v16_transaction_flow_and_idempotent_replays() -> None:
             unknown = await cp.call(call16.Authorize(id_tag="DEADBEEF"))
             assert unknown.id_tag_info["status"] == "Invalid"
             started = now_iso()
-            start = call16.StartTransaction(connector_id=1, id_tag="04A1B2C3", meter_start=1000, timestamp=started)
+            start = call16.StartTransaction(
+                connector_id=1, id_tag="04A1B2C3", meter_start=1000, timestamp=started
+            )
             first = await cp.call(start)
             replay = await cp.call(start)
             assert first.transaction_id == replay.transaction_id
@@ -112,7 +111,11 @@ async def test_v16_transaction_flow_and_idempotent_replays() -> None:
             assert latest_status(h, "CP1-1").applied_limit_a == pytest.approx(16.3)
 
             stop = call16.StopTransaction(
-                transaction_id=first.transaction_id, meter_stop=4200, timestamp=now_iso(), id_tag="04A1B2C3", reason="EVDisconnected"
+                transaction_id=first.transaction_id,
+                meter_stop=4200,
+                timestamp=now_iso(),
+                id_tag="04A1B2C3",
+                reason="EVDisconnected",
             )
             await cp.call(stop)
             await cp.call(stop)
@@ -123,32 +126,35 @@ async def test_v16_transaction_flow_and_idempotent_replays() -> None:
             assert h.csms.counters["replayed_starts"] == 1
             assert h.csms.counters["replayed_stops"] == 1
             second = await cp.call(
-                call16.StartTransaction(connector_id=1, id_tag="04A1B2C3", meter_start=4200, timestamp=now_iso())
+                call16.StartTransaction(
+                    connector_id=1, id_tag="04A1B2C3", meter_start=4200, timestamp=now_iso()
+                )
             )
             assert second.transaction_id != first.transaction_id
 
 
 async def test_v16_commands_reach_the_charger() -> None:
-    async with running_csms([charge_point("CP1")]) as h:
-        async with connected(h.url, "CP1") as cp:
-            await cp.boot_until_accepted()
-            handle = h.csms.charger("CP1-1")
-            assert (await handle.remote_start("04A1B2C3")).ok
-            assert (await handle.remote_stop()).outcome is CommandOutcome.REJECTED  # no transaction yet
-            start = await cp.call(call16.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp=now_iso()))
-            assert (await handle.remote_stop()).ok
-            assert (await handle.set_available(False)).ok
-            assert (await h.csms.reset("CP1-1")).ok
-            assert (await h.csms.trigger("CP1-1", "MeterValues")).ok
-            assert (await handle.configure("HeartbeatInterval", "120")).ok
-            values = await handle.read_configuration("HeartbeatInterval", "Nope")
-            assert values == {"HeartbeatInterval": "120", "Nope": None}
-            assert (await handle.pause(lease_s=10)).ok
-            period = cp.rec.profiles[-1][1]["charging_schedule"]["charging_schedule_period"][0]
-            assert Decimal(str(period["limit"])) == 0
-            names = [name for name, _ in cp.rec.commands]
-            assert names == ["RemoteStartTransaction", "RemoteStopTransaction", "ChangeAvailability", "Reset"]
-            assert cp.rec.commands[1][1]["transaction_id"] == start.transaction_id
+    async with running_csms([charge_point("CP1")]) as h, connected(h.url, "CP1") as cp:
+        await cp.boot_until_accepted()
+        handle = h.csms.charger("CP1-1")
+        assert (await handle.remote_start("04A1B2C3")).ok
+        assert (await handle.remote_stop()).outcome is CommandOutcome.REJECTED  # no transaction yet
+        start = await cp.call(
+            call16.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp=now_iso())
+        )
+        assert (await handle.remote_stop()).ok
+        assert (await handle.set_available(False)).ok
+        assert (await h.csms.reset("CP1-1")).ok
+        assert (await h.csms.trigger("CP1-1", "MeterValues")).ok
+        assert (await handle.configure("HeartbeatInterval", "120")).ok
+        values = await handle.read_configuration("HeartbeatInterval", "Nope")
+        assert values == {"HeartbeatInterval": "120", "Nope": None}
+        assert (await handle.pause(lease_s=10)).ok
+        period = cp.rec.profiles[-1][1]["charging_schedule"]["charging_schedule_period"][0]
+        assert Decimal(str(period["limit"])) == 0
+        names = [name for name, _ in cp.rec.commands]
+        assert names == ["RemoteStartTransaction", "RemoteStopTransaction", "ChangeAvailability", "Reset"]
+        assert cp.rec.commands[1][1]["transaction_id"] == start.transaction_id
 
 
 async def test_commands_to_an_offline_or_unprovisioned_charger() -> None:
@@ -166,19 +172,21 @@ async def test_commands_to_an_offline_or_unprovisioned_charger() -> None:
 
 async def test_lease_quirks_watts_and_stack_level_zero() -> None:
     quirks = Quirks(stack_level_zero_only=True, limit_in_watts=True, nominal_voltage_v=230)
-    async with running_csms([charge_point("CPQ", quirks=quirks, phases=3, safe_current_a=6)]) as h:
-        async with connected(h.url, "CPQ") as cp:
-            await cp.boot_until_accepted()
-            safe = cp.rec.profiles[0][1]["charging_schedule"]
-            assert safe["charging_rate_unit"] == "W"
-            assert Decimal(str(safe["charging_schedule_period"][0]["limit"])) == Decimal(6 * 230 * 3)
-            assert (await h.csms.charger("CPQ-1").set_current(10, lease_s=20)).ok
-            connector_id, lease = cp.rec.profiles[-1]
-            assert connector_id == 1  # connector-specific: overrides the connector-0 safe profile
-            assert lease["stack_level"] == 0
-            assert lease["charging_profile_purpose"] == "TxDefaultProfile"
-            assert Decimal(str(lease["charging_schedule"]["charging_schedule_period"][0]["limit"])) == 6900
-            assert latest_status(h, "CPQ-1").applied_limit_a == pytest.approx(10)
+    async with (
+        running_csms([charge_point("CPQ", quirks=quirks, phases=3, safe_current_a=6)]) as h,
+        connected(h.url, "CPQ") as cp,
+    ):
+        await cp.boot_until_accepted()
+        safe = cp.rec.profiles[0][1]["charging_schedule"]
+        assert safe["charging_rate_unit"] == "W"
+        assert Decimal(str(safe["charging_schedule_period"][0]["limit"])) == Decimal(6 * 230 * 3)
+        assert (await h.csms.charger("CPQ-1").set_current(10, lease_s=20)).ok
+        connector_id, lease = cp.rec.profiles[-1]
+        assert connector_id == 1  # connector-specific: overrides the connector-0 safe profile
+        assert lease["stack_level"] == 0
+        assert lease["charging_profile_purpose"] == "TxDefaultProfile"
+        assert Decimal(str(lease["charging_schedule"]["charging_schedule_period"][0]["limit"])) == 6900
+        assert latest_status(h, "CPQ-1").applied_limit_a == pytest.approx(10)
 
 
 async def test_v201_flow_boot_transaction_meter_values_profile_stop() -> None:
@@ -196,7 +204,9 @@ async def test_v201_flow_boot_transaction_meter_values_profile_stop() -> None:
             assert cp.rec.configuration["SampledDataCtrlr.TxUpdatedInterval"] == "1"
 
             await cp.call(
-                call201.StatusNotification(timestamp=now_iso(), connector_status="Occupied", evse_id=2, connector_id=1)
+                call201.StatusNotification(
+                    timestamp=now_iso(), connector_status="Occupied", evse_id=2, connector_id=1
+                )
             )
             auth = await cp.call(call201.Authorize(id_token={"id_token": "AABBCCDD", "type": "ISO14443"}))
             assert auth.id_token_info["status"] == "Accepted"
@@ -213,9 +223,9 @@ async def test_v201_flow_boot_transaction_meter_values_profile_stop() -> None:
             reply = await cp.call(call201.TransactionEvent(**started))
             assert reply.id_token_info["status"] == "Accepted"
             await cp.call(call201.TransactionEvent(**started))  # replayed: no second start
-            assert [(e.charger_id, e.transaction_id, e.meter_start_wh) for e in h.of_type(TransactionStarted)] == [
-                ("CS2-B", "tx-201-1", 2000.0)
-            ]
+            assert [
+                (e.charger_id, e.transaction_id, e.meter_start_wh) for e in h.of_type(TransactionStarted)
+            ] == [("CS2-B", "tx-201-1", 2000.0)]
             await cp.call(
                 call201.TransactionEvent(
                     event_type="Updated",

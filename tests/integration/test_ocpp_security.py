@@ -7,16 +7,23 @@ import contextlib
 import ssl
 import subprocess
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from drivers.ocpp import SecurityEvent, SecurityProfile
-from tests.integration.ocpp_support import PASSWORD, call16, charge_point, connected, fast_config, running_csms
+from tests.integration.ocpp_support import (
+    PASSWORD,
+    call16,
+    charge_point,
+    connected,
+    fast_config,
+    running_csms,
+)
 from tests.support import require_program
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -48,7 +55,7 @@ async def test_wrong_password_username_and_unknown_identity_are_refused() -> Non
 async def test_subprotocol_choice() -> None:
     async with running_csms([charge_point("CP1")]) as h:
         with pytest.raises(InvalidStatus):
-            await websockets.connect(f"{h.url}/CP1", subprotocols=["ocpp2.0"], open_timeout=5)  # type: ignore[list-item]
+            await websockets.connect(f"{h.url}/CP1", subprotocols=[Subprotocol("ocpp2.0")], open_timeout=5)
         assert h.csms.counters["bad_subprotocol"] == 1
         from tests.integration.ocpp_support import basic_auth
 
@@ -59,24 +66,29 @@ async def test_subprotocol_choice() -> None:
             assert '"status":"Pending"' in str(reply)
     async with running_csms([charge_point("CP1")], fast_config(default_subprotocol=None)) as h:
         with pytest.raises(InvalidStatus):
-            await websockets.connect(f"{h.url}/CP1", additional_headers=basic_auth("CP1", PASSWORD), open_timeout=5)
+            await websockets.connect(
+                f"{h.url}/CP1", additional_headers=basic_auth("CP1", PASSWORD), open_timeout=5
+            )
 
 
 async def test_duplicate_identity_replaces_only_after_authenticating() -> None:
     events: list[SecurityEvent] = []
-    async with running_csms([charge_point("CP1")], security_sink=events.append) as h:
-        async with connected(h.url, "CP1") as first:
-            await first.boot_until_accepted()
-            assert await refused_status(h.url, "CP1", password="not-the-password-42") == 401
-            assert first._connection.close_code is None  # an impostor without the password changes nothing
-            async with connected(h.url, "CP1") as second:
-                await second.boot_until_accepted()
-                await asyncio.wait_for(first._connection.wait_closed(), 5)
-                assert first._connection.close_code == 4000
-                assert h.csms.counters["duplicate_replaced"] == 1
-                assert [e.kind for e in events if e.kind == "duplicate_identity"] == ["duplicate_identity"]
-                assert (await h.csms.charger("CP1-1").set_current(10, lease_s=10)).ok
-                assert second.rec.profiles[-1][0] == 1
+    async with (
+        running_csms([charge_point("CP1")], security_sink=events.append) as h,
+        connected(h.url, "CP1") as first,
+    ):
+        await first.boot_until_accepted()
+        assert await refused_status(h.url, "CP1", password="not-the-password-42") == 401
+        impostor_left_it_alone = first._connection.close_code is None
+        assert impostor_left_it_alone  # an impostor without the password changes nothing
+        async with connected(h.url, "CP1") as second:
+            await second.boot_until_accepted()
+            await asyncio.wait_for(first._connection.wait_closed(), 5)
+            assert first._connection.close_code == 4000
+            assert h.csms.counters["duplicate_replaced"] == 1
+            assert [e.kind for e in events if e.kind == "duplicate_identity"] == ["duplicate_identity"]
+            assert (await h.csms.charger("CP1-1").set_current(10, lease_s=10)).ok
+            assert second.rec.profiles[-1][0] == 1
 
 
 async def test_a_thousand_failed_logins_do_not_keep_the_real_charger_out() -> None:
@@ -87,7 +99,9 @@ async def test_a_thousand_failed_logins_do_not_keep_the_real_charger_out() -> No
         async def attack(n: int) -> None:
             for _ in range(n):
                 statuses.append(
-                    await refused_status(h.url, "CP1", password="guess-guess-guess-1", local_addr=("127.0.0.2", 0))
+                    await refused_status(
+                        h.url, "CP1", password="guess-guess-guess-1", local_addr=("127.0.0.2", 0)
+                    )
                 )
 
         async with asyncio.TaskGroup() as tg:
@@ -108,7 +122,7 @@ async def test_adoption_holds_unknown_chargers_as_pending() -> None:
             (pending,) = h.csms.pending()
             assert (pending.identity, pending.address, pending.connected) == ("NEW-1", "127.0.0.1", True)
             assert pending.vendor == "Test"
-            with pytest.raises(Exception, match="SecurityError|not adopted"):
+            with pytest.raises(Exception, match=r"SecurityError|not adopted"):
                 await cp.call(call16.Authorize(id_tag="X"), suppress=False)
             assert h.csms.counters["pending_calls_refused"] == 1
             h.csms.adopt(charge_point("NEW-1"))
@@ -151,14 +165,15 @@ def _issue(directory: Path, name: str, subject: str, ca: str, extensions: str) -
 def _ca(directory: Path, name: str) -> None:
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=directory)
     _openssl(
-        "req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-days", "2", "-out", f"{name}.pem",
+        "req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-days", "2",
+        "-out", f"{name}.pem",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=directory,
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_program("openssl")
     directory = tmp_path_factory.mktemp("pki")
     _ca(directory, "ca")
@@ -167,7 +182,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _issue(directory, "cp-tls", "/CN=CP-TLS", "ca", "extendedKeyUsage=clientAuth\n")
     _issue(directory, "cp-other", "/CN=CP-OTHER", "ca", "extendedKeyUsage=clientAuth\n")
     _issue(directory, "cp-rogue", "/CN=CP-TLS", "rogue", "extendedKeyUsage=clientAuth\n")
-    yield directory
+    return directory
 
 
 def _client_context(pki: Path, cert: str | None = None) -> ssl.SSLContext:
@@ -193,7 +208,9 @@ async def test_profile_2_tls_with_basic_auth_and_no_tls_below_1_2(pki: Path) -> 
             await cp.boot_until_accepted()
             transport = cp._connection.transport
             assert transport.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
-        assert await refused_status(url, "CP1", password="wrong-password-1234", ssl=_client_context(pki)) == 401
+        assert (
+            await refused_status(url, "CP1", password="wrong-password-1234", ssl=_client_context(pki)) == 401
+        )
 
         tls12 = _client_context(pki)
         tls12.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -212,7 +229,9 @@ async def test_profile_2_tls_with_basic_auth_and_no_tls_below_1_2(pki: Path) -> 
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
             await asyncio.open_connection("127.0.0.1", h.csms.port, ssl=old, server_hostname="localhost")
         # Control: the same raw connection with TLS 1.2 gets through the handshake.
-        reader, writer = await asyncio.open_connection("127.0.0.1", h.csms.port, ssl=tls12, server_hostname="localhost")
+        _reader, writer = await asyncio.open_connection(
+            "127.0.0.1", h.csms.port, ssl=tls12, server_hostname="localhost"
+        )
         assert writer.get_extra_info("ssl_object").version() == "TLSv1.2"
         writer.close()
         with contextlib.suppress(ssl.SSLError, ConnectionError):
