@@ -13,13 +13,16 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 # Order here is the order in `sitectl --help`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("controller.cli.secret",)
 
 Handler = Callable[[argparse.Namespace], int]
-SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # the class is not subscriptable at run time on Python 3.11
+    SubParsers = argparse._SubParsersAction
 
 
 class _CommandModule(Protocol):
