@@ -89,12 +89,16 @@ Frame = Call | CallResult | CallError
 class OcppFault(Exception):
     """A message we answer with a CALLERROR. `code` is in the 2.0.1 spelling; `counter` is bumped."""
 
-    def __init__(self, code: str, description: str, counter: str, unique_id: str = UNREADABLE_ID) -> None:
+    def __init__(
+        self, code: str, description: str, counter: str, unique_id: str = UNREADABLE_ID, *, reply: bool = True
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.counter = counter
         self.unique_id = unique_id
+        # A broken CALLRESULT/CALLERROR is not answered: errors about errors can ping-pong forever.
+        self.reply = reply
 
 
 def _refuse_constant(name: str) -> Any:
@@ -112,7 +116,7 @@ def parse_frame(raw: str | bytes) -> Frame:
     if not isinstance(msg, list) or not msg:
         raise OcppFault("RpcFrameworkError", "an OCPP-J message is a non-empty JSON array", C_BAD_FRAME)
     unique_id = msg[1] if len(msg) > 1 and isinstance(msg[1], str) else None
-    reply_id = unique_id if unique_id is not None and len(unique_id) <= MAX_UNIQUE_ID_CHARS else UNREADABLE_ID
+    reply_id = unique_id if unique_id and len(unique_id) <= MAX_UNIQUE_ID_CHARS else UNREADABLE_ID
     type_id = msg[0]
     if type(type_id) is not int or type_id not in (CALL, CALL_RESULT, CALL_ERROR):
         raise OcppFault(
@@ -123,7 +127,10 @@ def parse_frame(raw: str | bytes) -> Frame:
         )
     if unique_id is None or not unique_id or len(unique_id) > MAX_UNIQUE_ID_CHARS:
         raise OcppFault(
-            "RpcFrameworkError", "the message id must be a string of 1-36 characters", C_BAD_FRAME
+            "RpcFrameworkError",
+            "the message id must be a string of 1-36 characters",
+            C_BAD_FRAME,
+            reply=type_id == CALL,
         )
     if type_id == CALL:
         if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
@@ -133,7 +140,9 @@ def parse_frame(raw: str | bytes) -> Frame:
         return Call(unique_id, msg[2], msg[3])
     if type_id == CALL_RESULT:
         if len(msg) != 3 or not isinstance(msg[2], dict):
-            raise OcppFault("RpcFrameworkError", "a CALLRESULT is [3, id, {payload}]", C_BAD_FRAME, reply_id)
+            raise OcppFault(
+                "RpcFrameworkError", "a CALLRESULT is [3, id, {payload}]", C_BAD_FRAME, reply_id, reply=False
+            )
         return CallResult(unique_id, msg[2])
     if (
         len(msg) != 5
@@ -142,7 +151,11 @@ def parse_frame(raw: str | bytes) -> Frame:
         or not isinstance(msg[4], dict)
     ):
         raise OcppFault(
-            "RpcFrameworkError", "a CALLERROR is [4, id, code, description, {details}]", C_BAD_FRAME, reply_id
+            "RpcFrameworkError",
+            "a CALLERROR is [4, id, code, description, {details}]",
+            C_BAD_FRAME,
+            reply_id,
+            reply=False,
         )
     return CallError(unique_id, msg[2], msg[3], msg[4])
 

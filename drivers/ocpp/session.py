@@ -90,7 +90,10 @@ class RpcSession:
         except rpc.OcppFault as fault:
             self._counters.inc(fault.counter)
             self._log.warning("ocpp.bad_frame", counter=fault.counter, error=fault.description)
-            await self._send(rpc.error_frame(self.version, fault.unique_id, fault.code, fault.description))
+            if fault.reply:
+                await self._send(
+                    rpc.error_frame(self.version, fault.unique_id, fault.code, fault.description)
+                )
             return
         if isinstance(frame, rpc.Call):
             await self._handle_call(frame)

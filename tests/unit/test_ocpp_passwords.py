@@ -41,7 +41,9 @@ def test_length_rules(length: int) -> None:
         hash_password("x" * length, **CHEAP)
 
 
-@pytest.mark.parametrize("stored", ["", "plain", "scrypt$4$1$1$@@@$AAAA", "bcrypt$1$2$3$4$5", "scrypt$99$1$1$AA$AA"])
+@pytest.mark.parametrize(
+    "stored", ["", "plain", "scrypt$4$1$1$@@@$AAAA", "bcrypt$1$2$3$4$5", "scrypt$99$1$1$AA$AA"]
+)
 def test_malformed_hash_never_verifies(stored: str) -> None:
     assert not verify_password("a-good-password-16", stored)
 
@@ -61,7 +63,12 @@ def test_cli_hash_and_generate() -> None:
     ).stdout.strip()
     assert MIN_PASSWORD_LENGTH <= len(generated) <= MAX_PASSWORD_LENGTH
     hashed = subprocess.run(
-        sitectl_argv("secret", "hash"), input=generated + "\n", capture_output=True, text=True, env=env, timeout=60
+        sitectl_argv("secret", "hash"),
+        input=generated + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert hashed.returncode == 0, hashed.stderr
     assert verify_password(generated, hashed.stdout.strip())
