@@ -174,6 +174,7 @@ class BenchCharger:
 
     def meter_value(self) -> list[dict[str, Any]]:
         self.energy_wh += 40
+        sampled: list[dict[str, Any]]
         if self.version == "1.6":
             sampled = [
                 {"value": str(self.energy_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
