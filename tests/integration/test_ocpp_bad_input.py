@@ -10,6 +10,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from drivers.contracts import CommandOutcome
 from tests.integration.ocpp_support import (
     charge_point,
     connected,
@@ -145,3 +146,16 @@ async def test_oversize_frame_closes_that_connection_only() -> None:
             assert closed.value.rcvd.code == 1009
         await eventually(lambda: h.csms.counters["oversize"] == 1)
         assert (await h.csms.charger("CP2-1").set_current(8, lease_s=10)).ok
+
+
+async def test_a_charger_that_does_not_answer_times_out_and_its_late_answer_is_counted() -> None:
+    async with running_csms([charge_point("CP1")]) as h, raw_connect(h.url, "CP1") as ws:
+        await eventually(lambda: h.csms.charger("CP1-1").status().online)
+        result = await h.csms.charger("CP1-1").trigger("MeterValues", timeout_s=0.2)
+        assert result.outcome is CommandOutcome.TIMEOUT
+        assert h.csms.counters["call_timeouts"] == 1
+        late = json.loads(await ws.recv())
+        assert late[2] == "TriggerMessage"
+        await ws.send(json.dumps([3, late[1], {"status": "Accepted"}]))
+        assert (await exchange(ws, '[2,"hb","Heartbeat",{}]'))[0] == 3
+        assert h.csms.counters["unexpected_responses"] == 1
