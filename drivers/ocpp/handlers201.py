@@ -155,8 +155,15 @@ class V201Handlers:
         charging_state = info.get("chargingState")
         if charging_state in _CHARGING_STATE:
             connector.state = _CHARGING_STATE[charging_state]
-        if event_type == "Started" or (event_type == "Updated" and record is None):
+        if event_type == "Started":
             self._started(connector, transaction_id, id_tag, energies, moment, received)
+        elif event_type == "Updated" and record is None:
+            # A transaction that started before this process (a restart): track it, but don't invent
+            # a start with today's register; the ledger has the real one.
+            station.remember_transaction(transaction_id, TransactionRecord(connector.connector_id, None))
+            connector.transaction_id = transaction_id
+            connector.id_tag = id_tag if id_tag is not None else connector.id_tag
+            log.info("ocpp.transaction_adopted", identity=station.identity, transaction_id=transaction_id)
         elif event_type == "Ended":
             self._ended(connector, transaction_id, id_tag, info, moment, received)
         elif id_tag is not None and connector.id_tag is None:

@@ -84,6 +84,8 @@ class RpcSession:
     async def on_message(self, raw: str | bytes) -> None:
         """Handle one inbound websocket message. Never raises for bad input; only a closed
         connection (from sending the reply) propagates."""
+        if self._closed:
+            return  # replaced by a newer connection: what the old one still says is not acted on
         self._counters.inc(rpc.C_MESSAGES_IN)
         try:
             frame = rpc.parse_frame(raw)

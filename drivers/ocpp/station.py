@@ -234,15 +234,15 @@ class Station:
         if session is None:
             return
         try:
-            while True:
+            while not session.closed:
                 if await self._provision_once(session):
                     break
                 self.services.counters.inc(C_PROVISIONING_FAILURES)
                 await self.services.clock.sleep(config.boot_retry_interval_s)
         finally:
             self._provisioning = False
-        if self.session is not session:
-            return  # a newer connection took over and provisions itself
+        if self.session is not session or session.closed:
+            return  # the connection is gone; a newer one provisions itself
         self.provisioned = True
         log.info("ocpp.provisioned", identity=self.identity, safe_current_a=self.config.safe_current_a)
         for connector in self.connectors.values():

@@ -270,3 +270,27 @@ async def test_v201_flow_boot_transaction_meter_values_profile_stop() -> None:
             assert values == {"OCPPCommCtrlr.HeartbeatInterval": "100"}
             assert (await h.csms.charger("CS2-A").remote_start("AABBCCDD")).ok
             assert (await h.csms.reset("CS2-A")).ok
+
+
+async def test_v201_transaction_running_before_a_restart_is_tracked_without_a_new_start() -> None:
+    async with running_csms([charge_point("CS2")]) as h, connected(h.url, "CS2", version="2.0.1") as cp:
+        await cp.boot_until_accepted()
+        update: dict[str, Any] = {
+            "event_type": "Updated",
+            "timestamp": now_iso(),
+            "trigger_reason": "MeterValuePeriodic",
+            "seq_no": 7,
+            "transaction_info": {"transaction_id": "old-tx", "charging_state": "Charging"},
+            "evse": {"id": 1, "connector_id": 1},
+            "meter_value": sample_values_201(9000.0, (8.0, 8.0, 8.0)),
+        }
+        await cp.call(call201.TransactionEvent(**update))
+        assert h.of_type(TransactionStarted) == []
+        assert latest_status(h, "CS2-1").transaction_id == "old-tx"
+        assert (await h.csms.charger("CS2-1").set_current(9, lease_s=10)).ok
+        assert cp.rec.profiles[-1][1]["transaction_id"] == "old-tx"
+        update.update(event_type="Ended", seq_no=8, meter_value=sample_values_201(9100.0, (0, 0, 0)))
+        await cp.call(call201.TransactionEvent(**update))
+        assert [(s.transaction_id, s.meter_stop_wh) for s in h.of_type(TransactionStopped)] == [
+            ("old-tx", 9100.0)
+        ]
