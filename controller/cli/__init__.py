@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias, cast
 
 # Order here is the order in `sitectl --help`.
-COMMAND_MODULES: tuple[str, ...] = ("controller.cli.config", "controller.cli.han", "controller.cli.secret")
+COMMAND_MODULES: tuple[str, ...] = (
+    "controller.cli.demo",
+    "controller.cli.config",
+    "controller.cli.han",
+    "controller.cli.secret",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 # A string: _SubParsersAction is not subscriptable at runtime on Python 3.11.

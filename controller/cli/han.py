@@ -247,27 +247,12 @@ def reading_line(reading: MeterReading) -> str:
     return " ".join(parts)
 
 
-def _configure_logging() -> None:
-    import logging
-    import sys
-
-    import structlog
-
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
 def _listen(args: argparse.Namespace) -> int:
     import asyncio
 
-    _configure_logging()
+    from controller.logs import configure_logging
+
+    configure_logging("info", "console")
     return asyncio.run(_listen_async(args))
 
 
