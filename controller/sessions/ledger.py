@@ -17,7 +17,7 @@ import asyncio
 import enum
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,30 +91,52 @@ class LedgerTx:
     def db(self) -> aiosqlite.Connection:
         return self._db
 
-    async def find_by_transaction(self, charger_id: str, transaction_id: str) -> Session | None:
-        # The newest one: a charger that reuses a transaction id later starts a new session.
-        return await self._one(
-            "SELECT record FROM sessions WHERE charger_id = ? AND transaction_id = ? "
-            "ORDER BY started_utc DESC, rowid DESC LIMIT 1",
-            (charger_id, transaction_id),
-        )
+    async def lookup(
+        self, transactions: set[tuple[str, str]], chargers: set[str]
+    ) -> tuple[dict[tuple[str, str], Session], dict[str, Session]]:
+        """The sessions a batch of events can concern, in two queries per 250 keys.
 
-    async def open_session(self, charger_id: str) -> Session | None:
-        return await self._one(
-            "SELECT record FROM sessions WHERE charger_id = ? AND stopped_utc IS NULL "
-            "ORDER BY started_utc DESC, rowid DESC LIMIT 1",
-            (charger_id,),
-        )
+        Returns the newest session per (charger_id, transaction_id) (a charger that reuses a
+        transaction id later starts a new session) and the open session per charger.
+        """
+        by_transaction: dict[tuple[str, str], Session] = {}
+        keys = sorted(transactions)
+        for i in range(0, len(keys), _MAX_SQL_PARAMS // 2):
+            chunk = keys[i : i + _MAX_SQL_PARAMS // 2]
+            values = ",".join("(?, ?)" for _ in chunk)
+            params = [p for key in chunk for p in key]
+            sql = (
+                "SELECT record FROM sessions WHERE (charger_id, transaction_id) IN "
+                f"(VALUES {values}) ORDER BY started_utc, rowid"
+            )
+            for session in await self._sessions(sql, params):
+                by_transaction[(session.charger_id, session.transaction_id)] = session
+        open_on_charger: dict[str, Session] = {}
+        names = sorted(chargers)
+        for i in range(0, len(names), _MAX_SQL_PARAMS):
+            some = names[i : i + _MAX_SQL_PARAMS]
+            sql = (
+                "SELECT record FROM sessions WHERE stopped_utc IS NULL AND charger_id IN "
+                f"({','.join('?' * len(some))}) ORDER BY started_utc, rowid"
+            )
+            for session in await self._sessions(sql, some):
+                open_on_charger[session.charger_id] = session
+        return by_transaction, open_on_charger
 
-    async def _one(self, sql: str, params: tuple[Any, ...]) -> Session | None:
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else session_from_json(json.loads(row[0]))
+    async def _sessions(self, sql: str, params: Sequence[Any]) -> list[Session]:
+        async with self._db.execute(sql, tuple(params)) as cursor:
+            rows = await cursor.fetchall()
+        return [session_from_json(json.loads(r[0])) for r in rows]
 
-    async def put_session(self, session: Session, msg_id: UUID, created_utc: datetime) -> None:
-        """Store a session version and the outbox row that announces it."""
-        record = session_to_json(session)
-        await self._db.execute(
+    async def write_versions(self, versions: Sequence[tuple[Session, UUID]], created_utc: datetime) -> None:
+        """Store session versions, each with the outbox row (msg_id) announcing it.
+
+        Versions of one session must come in order; the sessions table keeps the last one.
+        """
+        if not versions:
+            return
+        latest = {session.session_id: session for session, _ in versions}
+        await self._db.executemany(
             """
             INSERT INTO sessions (session_id, charger_id, transaction_id, id_tag, started_utc,
                 stopped_utc, meter_start_wh, meter_stop_wh, energy_wh, stop_reason, version, record)
@@ -124,23 +146,38 @@ class LedgerTx:
                 energy_wh = excluded.energy_wh, stop_reason = excluded.stop_reason,
                 version = excluded.version, record = excluded.record
             """,
-            (
-                str(session.session_id),
-                session.charger_id,
-                session.transaction_id,
-                session.id_tag,
-                db_time(session.started_utc),
-                None if session.stopped_utc is None else db_time(session.stopped_utc),
-                session.meter_start_wh,
-                session.meter_stop_wh,
-                session.energy_wh,
-                session.stop_reason,
-                session.version,
-                json.dumps(record, separators=(",", ":")),
-            ),
+            [
+                (
+                    str(s.session_id),
+                    s.charger_id,
+                    s.transaction_id,
+                    s.id_tag,
+                    db_time(s.started_utc),
+                    None if s.stopped_utc is None else db_time(s.stopped_utc),
+                    s.meter_start_wh,
+                    s.meter_stop_wh,
+                    s.energy_wh,
+                    s.stop_reason,
+                    s.version,
+                    json.dumps(session_to_json(s), separators=(",", ":")),
+                )
+                for s in latest.values()
+            ],
         )
-        payload = session_message(session, msg_id, created_utc)
-        await self.add_outbox(OutboxKind.SESSION, str(msg_id), payload, created_utc)
+        created = db_time(created_utc)
+        await self._db.executemany(
+            "INSERT INTO outbox (msg_id, kind, payload, created_utc) VALUES (?, ?, ?, ?)",
+            [
+                (
+                    str(msg_id),
+                    OutboxKind.SESSION.value,
+                    json.dumps(session_message(session, msg_id, created_utc), separators=(",", ":")),
+                    created,
+                )
+                for session, msg_id in versions
+            ],
+        )
+        self.outbox_rows_written += len(versions)
 
     async def add_outbox(
         self, kind: OutboxKind, msg_id: str, payload: dict[str, Any], created_utc: datetime
@@ -159,7 +196,7 @@ class Ledger:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
-        self._outbox_changed = asyncio.Event()
+        self._outbox_listeners: list[Callable[[], None]] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> Ledger:
@@ -207,7 +244,8 @@ class Ledger:
                     await self._db.execute("ROLLBACK")
                 raise
         if tx.outbox_rows_written:
-            self._outbox_changed.set()
+            for listener in list(self._outbox_listeners):
+                listener()
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -232,9 +270,10 @@ class Ledger:
 
     # ------------------------------------------------------------------------------------ outbox
 
-    def outbox_changed(self) -> asyncio.Event:
-        """Set after a commit that added outbox rows; the relay clears it before it reads."""
-        return self._outbox_changed
+    def on_outbox_rows(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after each commit that added outbox rows; returns the unsubscribe call."""
+        self._outbox_listeners.append(listener)
+        return lambda: self._outbox_listeners.remove(listener)
 
     async def add_event(self, msg_id: str, payload: dict[str, Any], created_utc: datetime) -> None:
         """Queue an event message (topic `events`) that must survive restarts."""

@@ -11,8 +11,9 @@ import structlog
 
 from drivers.contracts import ChargerEvent, Clock
 
-from .ledger import Ledger, LedgerTx
+from .ledger import Ledger
 from .machine import Outcome, Step, apply
+from .model import Session
 from .periods import DEFAULT_ZONE
 
 log = structlog.get_logger(__name__)
@@ -56,38 +57,45 @@ class SessionRecorder:
         return dict(self._counters)
 
     async def handle(self, event: ChargerEvent) -> Step:
-        async with self._ledger.transaction() as tx:
-            step = await self._apply(tx, event)
-        self._count(event, step)
+        (step,) = await self.handle_many([event])
         return step
 
     async def handle_many(self, events: Iterable[ChargerEvent]) -> list[Step]:
-        """Apply a burst of events in one transaction (one fsync instead of one per event)."""
-        steps: list[tuple[ChargerEvent, Step]] = []
+        """Apply events in order, all in one transaction (one fsync for a burst)."""
+        batch = list(events)
+        steps: list[Step] = []
         async with self._ledger.transaction() as tx:
-            for event in events:
-                steps.append((event, await self._apply(tx, event)))
-        for event, step in steps:
+            by_transaction, open_on_charger = await tx.lookup(
+                {(e.charger_id, e.transaction_id) for e in batch if e.transaction_id is not None},
+                {e.charger_id for e in batch},
+            )
+            versions: list[tuple[Session, UUID]] = []
+            for event in batch:
+                step = apply(
+                    event,
+                    by_transaction=(
+                        None
+                        if event.transaction_id is None
+                        else by_transaction.get((event.charger_id, event.transaction_id))
+                    ),
+                    open_on_charger=open_on_charger.get(event.charger_id),
+                    new_id=self._new_session_id,
+                    zone=self._zone,
+                )
+                for session in step.changes:
+                    # Later events of the batch see this version, as they would after a commit.
+                    by_transaction[(session.charger_id, session.transaction_id)] = session
+                    current = open_on_charger.get(session.charger_id)
+                    if session.active:
+                        open_on_charger[session.charger_id] = session
+                    elif current is not None and current.session_id == session.session_id:
+                        del open_on_charger[session.charger_id]
+                    versions.append((session, self._new_msg_id()))
+                steps.append(step)
+            await tx.write_versions(versions, self._clock.utc_now())
+        for event, step in zip(batch, steps, strict=True):
             self._count(event, step)
-        return [step for _, step in steps]
-
-    async def _apply(self, tx: LedgerTx, event: ChargerEvent) -> Step:
-        transaction_id = _transaction_of(event)
-        by_transaction = (
-            None if transaction_id is None else await tx.find_by_transaction(event.charger_id, transaction_id)
-        )
-        open_on_charger = await tx.open_session(event.charger_id)
-        step = apply(
-            event,
-            by_transaction=by_transaction,
-            open_on_charger=open_on_charger,
-            new_id=self._new_session_id,
-            zone=self._zone,
-        )
-        now = self._clock.utc_now()
-        for session in step.changes:
-            await tx.put_session(session, self._new_msg_id(), now)
-        return step
+        return steps
 
     def _count(self, event: ChargerEvent, step: Step) -> None:
         for outcome in step.outcomes:
@@ -96,11 +104,8 @@ class SessionRecorder:
                 log.info(
                     f"session_{outcome.value}",
                     charger_id=event.charger_id,
-                    transaction_id=_transaction_of(event),
+                    transaction_id=event.transaction_id,
                     session_ids=[str(s.session_id) for s in step.changes],
                     detail=step.detail or None,
                 )
 
-
-def _transaction_of(event: ChargerEvent) -> str | None:
-    return event.transaction_id

@@ -176,13 +176,18 @@ async def test_outbox_is_acknowledged_not_deleted_and_pruned_by_age(tmp_path: Pa
         assert await ledger.backlog() == 3
 
 
-async def test_outbox_changed_is_signalled_after_commit(tmp_path: Path) -> None:
+async def test_outbox_listeners_are_called_after_commit(tmp_path: Path) -> None:
     async with await Ledger.open(tmp_path / "l.sqlite") as ledger:
-        changed = ledger.outbox_changed()
-        assert not changed.is_set()
+        calls: list[int] = []
+        unsubscribe = ledger.on_outbox_rows(lambda: calls.append(1))
         await ledger.add_event("e1", {"schema": "x"}, T0)
-        assert changed.is_set()
-        assert [r.kind for r in await ledger.pending()] == [OutboxKind.EVENT]
+        assert calls == [1]
+        assert await ledger.ack(["nothing"], T0) == 0  # no outbox rows added: no call
+        assert calls == [1]
+        unsubscribe()
+        await ledger.add_event("e2", {"schema": "x"}, T0)
+        assert calls == [1]
+        assert [r.kind for r in await ledger.pending()] == [OutboxKind.EVENT] * 2
 
 
 async def test_sessions_query_since(tmp_path: Path) -> None:
