@@ -108,4 +108,3 @@ class SessionRecorder:
                     session_ids=[str(s.session_id) for s in step.changes],
                     detail=step.detail or None,
                 )
-
