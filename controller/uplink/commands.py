@@ -321,6 +321,15 @@ class CommandProcessor:
             if stored is not None:
                 self._count("replayed")
                 log.info("command_replayed", name=name, command_id=command_id)
+                await self._ledger.record_command(
+                    received_utc=received,
+                    name=name[:64],
+                    command_id=command_id,
+                    status="replayed",
+                    reason=None,
+                    payload_excerpt=payload[:_AUDIT_EXCERPT_CHARS].decode("utf-8", errors="replace"),
+                    result_json=None,
+                )
                 data = json.loads(stored)
                 return CommandReply(
                     command_id, data["name"], data["status"], data["reason"], data["detail"], data["result"]

@@ -64,6 +64,11 @@ class Uplink:
         self.bad_messages = 0
 
     @property
+    def mqtt5(self) -> bool:
+        """The protocol of the current (or next) connection: False after a fallback to 3.1.1."""
+        return self._connector.mqtt5
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
