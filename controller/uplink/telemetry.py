@@ -153,7 +153,11 @@ class TelemetrySchedule:
     def next_wake_s(self, now_s: float) -> float:
         """Seconds until something may be due, assuming no new change arrives."""
         cfg = self._config
-        times = [t for t in (self._next_site_s, self._next_full_s) if t is not None]
+        times: list[float] = []
+        if self.site is not None and self._next_site_s is not None:
+            times.append(self._next_site_s)
+        if self.chargers and self._next_full_s is not None:
+            times.append(self._next_full_s)
         if self._changed and self._last_chargers_s is not None:
             times.append(self._last_chargers_s + cfg.charger_telemetry_min_gap_s)
         elif self._changed:
@@ -174,7 +178,10 @@ class TelemetryPublisher:
         self.bytes_sent = 0
 
     def update_site(self, site: SiteTelemetry) -> None:
+        first = self._schedule.site is None
         self._schedule.update_site(site)
+        if first:
+            self._wake.set()
 
     def update_charger(self, charger: ChargerTelemetry) -> None:
         if self._schedule.update_charger(charger):

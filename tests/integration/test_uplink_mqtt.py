@@ -63,7 +63,7 @@ async def _drained(ledger: Ledger, timeout_s: float = 30.0) -> None:
 async def test_ten_thousand_queued_sessions_drain_in_order_exactly_once(
     broker: Mosquitto, ledger: Ledger
 ) -> None:
-    await fill(ledger, 5000)  # a start and a stop each: 10 000 outbox rows
+    await fill(ledger, 10_000, stop=False)  # 10 000 sessions, one message each
     expected = await outbox_msg_ids(ledger)
     assert len(expected) == 10_000
     async with running(Backend(broker.port, TOPICS)) as backend:
@@ -85,7 +85,7 @@ async def test_status_is_retained_online_and_the_will_says_offline(broker: Mosqu
         raise AssertionError("no status")
 
     async with TcpProxy(broker.port) as proxy:
-        config = fast_config(f"mqtt://127.0.0.1:{proxy.port}")
+        config = fast_config(f"mqtt://127.0.0.1:{proxy.port}", connect_timeout_s=1.0)
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
             await asyncio.wait_for(uplink.wait_connected(), 5)
             status = await retained_status()
@@ -128,12 +128,12 @@ async def test_a_blocked_network_loses_and_duplicates_nothing(broker: Mosquitto,
     await fill(ledger, 1000)
     async with running(Backend(broker.port, TOPICS)) as backend, TcpProxy(broker.port) as proxy:
         await asyncio.sleep(0.2)
-        config = fast_config(f"mqtt://127.0.0.1:{proxy.port}")
+        config = fast_config(f"mqtt://127.0.0.1:{proxy.port}", connect_timeout_s=1.0)
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
             await backend.wait_for(300, timeout_s=30)
             proxy.block()  # packets vanish: keepalive has to notice
             await fill(ledger, 300, first=20_000)
-            await asyncio.sleep(3.5)
+            await asyncio.sleep(2.5)  # keepalive 1 s: the client gives up after about 2 s
             proxy.unblock()
             await backend.wait_for(1200, timeout_s=30)
             proxy.cut()  # and a reset connection

@@ -109,3 +109,16 @@ class Backend:
             assert data["seq"] > last_seq.get(data["session_id"], 0), "a session's versions went backwards"
             last_seq[data["session_id"]] = data["seq"]
         return len(self.deliveries) - len(self.first_seen)
+
+
+def main() -> None:
+    """`python -m tests.support.mqtt_backend PORT SITE_ID`: a backend process that acknowledges."""
+    import sys
+
+    backend = Backend(int(sys.argv[1]), Topics("garage/v1", sys.argv[2]), client_id=f"backend-{sys.argv[2]}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(backend.run())
+
+
+if __name__ == "__main__":
+    main()

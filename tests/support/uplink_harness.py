@@ -44,21 +44,27 @@ def fast_config(url: str, **overrides: Any) -> UplinkConfig:
     return UplinkConfig(**settings)
 
 
-def session_events(count: int, *, first: int = 0) -> Iterator[TransactionStarted | TransactionStopped]:
-    """`count` sessions, each a start and a stop (two session versions, two outbox rows)."""
+def session_events(
+    count: int, *, first: int = 0, stop: bool = True
+) -> Iterator[TransactionStarted | TransactionStopped]:
+    """`count` sessions, each a start and a stop (two versions, two outbox rows) or only a start."""
     for n in range(first, first + count):
         moment = EPOCH + timedelta(minutes=n)
         received = ReceiveTime(0.0, moment)
-        charger, tx = f"CP-{n % 50:02d}", f"tx-{n}"
+        # Open sessions need a charger each, or the next start would supersede them.
+        charger, tx = (f"CP-{n % 50:02d}" if stop else f"CP-{n:06d}"), f"tx-{n}"
         yield TransactionStarted(charger, tx, "TAG", n * 100.0, moment, received)
-        yield TransactionStopped(
-            charger, tx, "TAG", n * 100.0 + 55, moment + timedelta(minutes=1), "Local", received
-        )
+        if stop:
+            yield TransactionStopped(
+                charger, tx, "TAG", n * 100.0 + 55, moment + timedelta(minutes=1), "Local", received
+            )
 
 
-async def fill(ledger: Ledger, sessions: int, *, first: int = 0, batch: int = 1000) -> None:
+async def fill(
+    ledger: Ledger, sessions: int, *, first: int = 0, stop: bool = True, batch: int = 1000
+) -> None:
     recorder = SessionRecorder(ledger, SystemClock())
-    events = list(session_events(sessions, first=first))
+    events = list(session_events(sessions, first=first, stop=stop))
     for i in range(0, len(events), batch):
         await recorder.handle_many(events[i : i + batch])
 
