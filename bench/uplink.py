@@ -54,7 +54,13 @@ async def _drain_once(folder: Path, broker: Mosquitto, sessions: int, site: str)
         )  # fmt: skip
         try:
             await asyncio.sleep(1.0)  # the backend subscribes before the site connects
-            config = UplinkConfig(url=broker.url, site_id=site, client_id=f"box-{site}", ack_flush_s=0.02)
+            config = UplinkConfig(
+                url=broker.url,
+                site_id=site,
+                client_id=f"box-{site}",
+                ack_flush_s=0.02,
+                backlog_alarm_rows=10**9,
+            )
             started = time.perf_counter()
             async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()):
                 while await ledger.backlog():  # noqa: ASYNC110 - measuring, polling is the point

@@ -47,6 +47,7 @@ class Uplink:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        config.tls_context()  # unreadable certificate files are a configuration error, raised here
         self.topics = Topics(config.prefix, config.site_id)
         self._clock = clock
         self._connector = Connector(config, self.topics, clock)
