@@ -22,6 +22,7 @@ from controller.uplink.topics import Topics
 from drivers.clock import SystemClock
 from tests.support.certs import Pki, make_pki
 from tests.support.mosquitto import Mosquitto, TlsFiles
+from tests.support.mqtt311_front import Mqtt311Front
 from tests.support.mqtt_backend import Backend
 from tests.support.uplink_harness import RecordingHandler, fast_config, fill, outbox_msg_ids
 from tests.support.waiting import until
@@ -103,6 +104,18 @@ async def test_mqtt_3_1_1_works_too(broker: Mosquitto, ledger: Ledger) -> None:
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
             await backend.wait_for(200, timeout_s=20)
             assert uplink.mqtt5 is False
+        backend.check_exactly_once_in_order(await outbox_msg_ids(ledger))
+
+
+async def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(broker: Mosquitto, ledger: Ledger) -> None:
+    await fill(ledger, 20)
+    async with running(Backend(broker.port, TOPICS)) as backend, Mqtt311Front(broker.port) as front:
+        config = fast_config(f"mqtt://127.0.0.1:{front.port}", protocol="auto")
+        async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
+            await backend.wait_for(40, timeout_s=20)
+            assert uplink.mqtt5 is False
+            assert uplink.connects == 1
+        assert front.refused_v5 == 1
         backend.check_exactly_once_in_order(await outbox_msg_ids(ledger))
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.sessions.ledger import Ledger
+from controller.sessions.model import Session
 from controller.sessions.recorder import SessionRecorder
 from drivers.clock import SystemClock
 from drivers.contracts import ChargerEvent, EnergySample, TransactionStarted, TransactionStopped
@@ -79,6 +82,31 @@ def test_replayed_events_give_the_same_final_sessions(
 ) -> None:
     replayed = data.draw(with_replays(events))
     assert _final(replayed).final() == _final(events).final()
+
+
+def _without_ids(book: MemoryBook) -> list[Session]:
+    nil = UUID(int=0)
+    return sorted(
+        (replace(s, session_id=nil) for s in book.final()),
+        key=lambda s: (s.charger_id, s.started_utc, s.transaction_id),
+    )
+
+
+@given(data=st.data())
+def test_any_interleaving_of_chargers_with_replays_gives_the_same_sessions(data: st.DataObject) -> None:
+    # Chargers are independent: however their streams interleave (and whatever is replayed), each
+    # charger's sessions come out the same; only the order in which ids are minted differs.
+    streams = [data.draw(charger_history(c)) for c in CHARGERS]
+    reference = _final([e for stream in streams for e in stream])
+    positions = [0] * len(streams)
+    interleaved: list[ChargerEvent] = []
+    while any(p < len(s) for p, s in zip(positions, streams, strict=True)):
+        ready = [i for i, s in enumerate(streams) if positions[i] < len(s)]
+        pick = data.draw(st.sampled_from(ready))
+        interleaved.append(streams[pick][positions[pick]])
+        positions[pick] += 1
+    shuffled = _final(data.draw(with_replays(interleaved)))
+    assert _without_ids(shuffled) == _without_ids(reference)
 
 
 @given(data=st.data(), events=charger_history("CP-01"))
