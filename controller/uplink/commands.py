@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Protocol
 
 import structlog
@@ -199,13 +200,15 @@ class _AvailabilityCommand(_Envelope):
     args: _AvailabilityArgs
 
 
-COMMANDS: Mapping[str, type[_Envelope]] = {
-    "auth-list": _AuthListCommand,
-    "site-limit": _SiteLimitCommand,
-    "remote-start": _RemoteStartCommand,
-    "remote-stop": _RemoteStopCommand,
-    "charger-availability": _AvailabilityCommand,
-}
+COMMANDS: Mapping[str, type[_Envelope]] = MappingProxyType(
+    {
+        "auth-list": _AuthListCommand,
+        "site-limit": _SiteLimitCommand,
+        "remote-start": _RemoteStartCommand,
+        "remote-stop": _RemoteStopCommand,
+        "charger-availability": _AvailabilityCommand,
+    }
+)
 
 
 # ---------------------------------------------------------------------------------- results

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
 
-Protocol = Literal["auto", "5", "3.1.1"]
+MqttVersion = Literal["auto", "5", "3.1.1"]
 
 
 class UplinkConfigError(ValueError):
@@ -42,7 +42,7 @@ class UplinkConfig:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = None
-    protocol: Protocol = "auto"
+    protocol: MqttVersion = "auto"
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 86400
     connect_timeout_s: float = 10.0
