@@ -182,6 +182,7 @@ class VirtualCharger(ABC):
         self._next_aligned_s = math.inf
         self._resend_status = False
         self._after_reply: dict[str, Callable[[], None]] = {}
+        self._link_wake = asyncio.Event()
 
     # ================================================================== model (synchronous)
     @property
@@ -239,6 +240,7 @@ class VirtualCharger(ABC):
 
     @property
     def rebooting(self) -> bool:
+        """Without supply or still booting: offers no current and has no link."""
         return self.now_s < self._rebooting_until_s
 
     def step(self, now_s: float, now_utc: datetime) -> None:
@@ -421,25 +423,42 @@ class VirtualCharger(ABC):
         self._close_link()
 
     def power_cycle(self, reason: StopReason = "PowerLoss") -> None:
-        """Lose power: transactions end (their messages queue), the link drops, boot again later."""
+        """Lose power for a moment (or reset): boot again after the charger's reboot time."""
+        self.power_off(reason)
+        self.restore_power()
+
+    def restore_power(self) -> None:
+        """Supply returns now; the charger is up again after its reboot time."""
+        self._rebooting_until_s = self.now_s + self.spec.reboot_s
+        self.after(self.spec.reboot_s, self.power_on)
+
+    def power_off(self, reason: StopReason = "PowerLoss") -> None:
+        """No supply (a tripped fuse above it): transactions end, their messages queue, the link drops."""
         for conn in self.connectors:
             if conn.tx is not None:
                 self._stop_transaction(conn, reason)
             conn.pilot_a = 0.0
             conn.remote = None
-        self._rebooting_until_s = self.now_s + self.spec.reboot_s
+            self._update_status(conn)
+        self._rebooting_until_s = math.inf
         self._boot_reason = "PowerUp" if reason == "PowerLoss" else "RemoteReset"
-        self.log.info("reboot", reason=reason, reboot_s=self.spec.reboot_s)
+        self.log.info("power_off", reason=reason)
         self._close_link()
-        # After the reboot, cars still plugged in are charged again: swipe the same tag.
-        self.after(self.spec.reboot_s, self._resume_after_reboot)
 
-    def _resume_after_reboot(self) -> None:
+    def power_on(self) -> None:
+        """Supply is back: cars still plugged in charge again with the tag they presented."""
         self._rebooting_until_s = -math.inf
+        self._link_wake.set()
+        self.log.info("power_on")
         for conn in self.connectors:
             if conn.car is not None and conn.tx is None and conn.id_tag is not None:
                 conn.finishing = False
                 self._authorize_and_start(conn, conn.id_tag)
+            self._update_status(conn)
+
+    @property
+    def powered(self) -> bool:
+        return self._rebooting_until_s != math.inf
 
     def _close_link(self) -> None:
         ws = self._ws
@@ -472,7 +491,11 @@ class VirtualCharger(ABC):
             wait_s = max(self._offline_until_s, self._rebooting_until_s) - self.clock.monotonic()
             if wait_s > 0:
                 self.link = LinkState.REBOOTING if self.rebooting else LinkState.OFFLINE
-                await self.clock.sleep(wait_s)
+                self._link_wake.clear()
+                limit = None if math.isinf(wait_s) else self.clock.loop_seconds(wait_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(limit):
+                        await self._link_wake.wait()
                 continue
             try:
                 await self._connect_once()
