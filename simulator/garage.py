@@ -6,8 +6,9 @@ profile limit to its car and integrates its energy register; collect load curren
 loads) into one vector and step the grid model (line currents of every fuse, energy registers,
 trip accumulators); cut chargers below an open fuse; record a row every `record_every_steps`.
 
-Currents are held over a step at their end-of-step value (sample and hold) for the fuse model;
-car energy is integrated exactly by the cars themselves.
+A car's current enters the fuse model as its energy-equivalent mean over the step, so the fuse
+energy registers agree with the cars' exactly integrated energy; the recorded per-car current is
+the instantaneous value at the end of the step.
 
 `run()` paces the steps against the SimClock (the daemon under test shares it), with the virtual
 chargers' websocket tasks alongside; `run_offline()` steps as fast as it can without networking
@@ -153,7 +154,9 @@ class Garage:
         for slot in self.slots:
             car = slot.connector.car
             if car is not None:
-                currents[slot.loads[min(car.spec.phases, slot.charger.phases)]] = car.current_a
+                currents[slot.loads[min(car.spec.phases, slot.charger.phases)]] = (
+                    slot.connector.mean_current_a
+                )
             self._track(slot)
         if self._base:
             local_s = self._local_s_of_day()

@@ -89,6 +89,7 @@ class Connector:
     status: Status = "Available"
     pilot_a: float = 0.0
     current_a: float = 0.0
+    mean_current_a: float = 0.0
     terminal_a: tuple[float, ...] = ()
     power_w: float = 0.0
     operative: bool = True
@@ -208,13 +209,13 @@ class VirtualCharger(ABC):
         car.power_per_amp_w = power_per_amp_w(coeffs, self._star_v)
         conn.terminal_per_amp = tuple(float(abs(coeffs[line_index(line)])) for line in self.spec.lines)
         conn.car, conn.id_tag, conn.finishing = car, id_tag, False
-        car.set_pilot(0.0, self.now_s)
         if conn.remote is not None and conn.remote[1] >= self.now_s:
             tag, _, remote_id = conn.remote
             conn.remote = None
             self._start_transaction(conn, tag, remote_start_id=remote_id)
         elif id_tag is not None:
             self._authorize_and_start(conn, id_tag)
+        car.set_pilot(conn.pilot_a, self.now_s)
         self._update_status(conn)
 
     def unplug(self, connector_id: int) -> Car | None:
@@ -225,7 +226,7 @@ class VirtualCharger(ABC):
         if conn.tx is not None:
             self._stop_transaction(conn, "EVDisconnected")
         conn.car, conn.id_tag, conn.finishing, conn.authorizing = None, None, False, False
-        conn.current_a, conn.power_w, conn.pilot_a = 0.0, 0.0, 0.0
+        conn.current_a, conn.mean_current_a, conn.power_w, conn.pilot_a = 0.0, 0.0, 0.0, 0.0
         conn.terminal_a = tuple(0.0 for _ in self.spec.lines)
         self._update_status(conn)
         return car
@@ -245,6 +246,7 @@ class VirtualCharger(ABC):
 
     def step(self, now_s: float, now_utc: datetime) -> None:
         """Advance the model to `now_s`: pilot limits, cars, registers, states, sampling."""
+        dt_s = now_s - self.now_s
         self.now_s, self.now_utc = now_s, now_utc
         while self._timed and self._timed[0][0] <= now_s:
             _, action = self._timed.pop(0)
@@ -255,8 +257,13 @@ class VirtualCharger(ABC):
             if car is None:
                 continue
             car.set_pilot(conn.pilot_a, now_s)
-            conn.register_wh += car.advance(now_s)
+            step_wh = car.advance(now_s)
+            conn.register_wh += step_wh
             conn.current_a = car.current_a
+            # The step's energy-equivalent current: what the grid carried on average over the step.
+            conn.mean_current_a = (
+                step_wh * 3600.0 / (car.power_per_amp_w * dt_s) if dt_s > 0 else conn.current_a
+            )
             conn.terminal_a = tuple(conn.current_a * k for k in conn.terminal_per_amp)
             conn.power_w = conn.current_a * car.power_per_amp_w
             if conn.remote is not None and conn.remote[1] < now_s:
