@@ -539,6 +539,10 @@ class VirtualCharger(ABC):
             session = asyncio.create_task(self._session(), name=f"session-{self.spec.identity}")
             try:
                 await self._receive(ws)
+            except asyncio.CancelledError:
+                # Shut down cleanly (1001 going away) rather than as an internal error.
+                await ws.close(1001, "charger stopped")
+                raise
             finally:
                 session.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
