@@ -121,6 +121,8 @@ async def test_offline_transaction_messages_are_replayed_in_order_after_reconnec
         r.charger.plug(1, one_phase_car(), "TAG-A")
         await state.wait_for(lambda: bool(state.of("StartTransaction")))
         first_tx = state.of("StartTransaction")[0]["assigned"]
+        # Disconnect only once the CSMS's answers are in (a message in flight would be resent).
+        await r.until(lambda: r.charger.queued_transaction_messages == 0)
         r.charger.disconnect(40.0)
         await r.until(lambda: not r.charger.online)
         await r.sim_sleep(5)

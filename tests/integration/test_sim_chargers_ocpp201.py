@@ -141,6 +141,8 @@ async def test_offline_events_are_flagged_and_replayed_in_order() -> None:
         r.charger.plug(1, one_phase_car(), "TAG-A")
         await state.wait_for(lambda: bool(events(state, "Started")))
         first = events(state, "Started")[0]["transaction_info"]["transaction_id"]
+        # Disconnect only once the CSMS's answers are in (a message in flight would be resent).
+        await r.until(lambda: r.charger.queued_transaction_messages == 0)
         r.charger.disconnect(40.0)
         await r.until(lambda: not r.charger.online)
         await r.sim_sleep(5)
