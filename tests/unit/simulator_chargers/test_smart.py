@@ -20,7 +20,7 @@ def ppa(phases: int | None) -> float:
 def profile16(
     pid: int, level: int, purpose: str, limit: float, *, connector: int = 1, **schedule: Any
 ) -> dict[str, Any]:
-    extra = {
+    extra: dict[str, Any] = {
         k: schedule.pop(k)
         for k in ("validFrom", "validTo", "recurrencyKind", "transactionId")
         if k in schedule
