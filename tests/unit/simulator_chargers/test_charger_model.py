@@ -133,12 +133,13 @@ def test_power_cycle_pauses_and_resumes_with_the_same_tag() -> None:
     first = c.connectors[0].tx
     c.power_cycle()
     run(c, 10)
-    assert c.connectors[0].pilot_a == 0.0
-    assert c.connectors[0].tx is None
+    conn = c.connectors[0]
+    assert (conn.pilot_a, conn.tx) == (0.0, None)
     run(c, 30)
-    assert c.connectors[0].tx is not None
-    assert c.connectors[0].tx is not first
-    assert c.connectors[0].tx.id_tag == "A"
+    second = c.connectors[0].tx
+    assert second is not None
+    assert second is not first
+    assert second.id_tag == "A"
     assert c.connectors[0].current_a == 32.0
 
 
