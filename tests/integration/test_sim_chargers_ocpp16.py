@@ -246,3 +246,14 @@ async def test_wrong_password_is_refused_and_right_password_gets_in() -> None:
         assert not r.charger.online
         assert r.charger.counters["connects"] == 0
         assert state2.of("BootNotification") == []
+
+
+async def test_network_delay_slows_every_frame_both_ways() -> None:
+    async with rig(CsmsState(pending_boots=0)) as r:
+        await r.until(lambda: r.charger.online)
+        r.charger.network_delay_s = 5.0
+        sent_s = r.clock.monotonic()
+        reply = await r.point().call(call.GetConfiguration(key=["HeartbeatInterval"]))
+        # Delayed on the way in and on the way out.
+        assert r.clock.monotonic() - sent_s >= 10.0
+        assert reply.configuration_key[0]["value"] == "300"
