@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -257,3 +259,27 @@ async def test_network_delay_slows_every_frame_both_ways() -> None:
         # Delayed on the way in and on the way out.
         assert r.clock.monotonic() - sent_s >= 10.0
         assert reply.configuration_key[0]["value"] == "300"
+
+
+async def test_clock_aligned_values_follow_the_configured_interval() -> None:
+    state = CsmsState(pending_boots=0)
+    async with rig(state) as r:
+        await r.until(lambda: r.charger.online)
+        reply = await r.point().call(call.ChangeConfiguration(key="ClockAlignedDataInterval", value="30"))
+        assert reply.status == "Accepted"
+        r.charger.plug(1, one_phase_car(), "TAG-C")
+
+        def aligned() -> list[dict[str, Any]]:
+            return [
+                m
+                for m in state.of("MeterValues")
+                if m["meter_value"][0]["sampled_value"][0].get("context") == "Sample.Clock"
+            ]
+
+        await state.wait_for(lambda: len(aligned()) >= 3, timeout_s=10)
+        stamps = [datetime.fromisoformat(m["meter_value"][0]["timestamp"]) for m in aligned()]
+        # Just after the wall clock's 30 s boundaries (within a step or two of loop latency), 30 s apart.
+        assert all((ts.second % 30) + ts.microsecond / 1e6 < 2.0 for ts in stamps)
+        assert [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)] == pytest.approx(
+            [30.0] * (len(stamps) - 1), abs=2.0
+        )
