@@ -564,6 +564,13 @@ class VirtualCharger(ABC):
         self._outbox = deque(kept)
         self._next_heartbeat_s = math.inf
         self._next_aligned_s = math.inf
+        # An Authorize lost with the link: decide locally, as the driver would not swipe again.
+        for conn in self.connectors:
+            if conn.authorizing and conn.tx is None and conn.car is not None and conn.id_tag is not None:
+                conn.authorizing = False
+                if self.settings.local_authorize_offline and self.powered:
+                    self._start_transaction(conn, conn.id_tag)
+                    self._update_status(conn)
 
     async def _receive(self, ws: ClientConnection) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):
