@@ -38,10 +38,10 @@ class ScaledClock:
             raise ValueError("epoch_utc must be timezone-aware")
         self.speed = speed
         self._epoch_utc = epoch_utc.astimezone(UTC)
-        self._real_start_s = time.monotonic() if real_start_s is None else real_start_s
+        self.real_start_s = time.monotonic() if real_start_s is None else real_start_s
 
     def monotonic(self) -> float:
-        return (time.monotonic() - self._real_start_s) * self.speed
+        return (time.monotonic() - self.real_start_s) * self.speed
 
     def utc_now(self) -> datetime:
         return self._epoch_utc + timedelta(seconds=self.monotonic())

@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 
 class SimClock:
-    def __init__(self, speed: float = 1.0, epoch_utc: datetime | None = None) -> None:
+    def __init__(
+        self, speed: float = 1.0, epoch_utc: datetime | None = None, *, real_start_s: float | None = None
+    ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
         epoch = datetime.now(UTC) if epoch_utc is None else epoch_utc
@@ -21,11 +23,13 @@ class SimClock:
             raise ValueError("epoch_utc must be timezone-aware")
         self.speed = speed
         self.epoch_utc = epoch.astimezone(UTC)
-        self._real_start_s = time.monotonic()
+        # `real_start_s` on the system's monotonic clock lets several processes (the garage, a daemon
+        # restarted after a kill) share one simulated timeline.
+        self.real_start_s = time.monotonic() if real_start_s is None else real_start_s
 
     def monotonic(self) -> float:
         """Simulated seconds since the epoch."""
-        return (time.monotonic() - self._real_start_s) * self.speed
+        return (time.monotonic() - self.real_start_s) * self.speed
 
     def utc_now(self) -> datetime:
         return self.epoch_utc + timedelta(seconds=self.monotonic())

@@ -16,10 +16,16 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias, cast
 
 # Order here is the order in `sitectl --help`.
-COMMAND_MODULES: tuple[str, ...] = ("controller.cli.balance",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "controller.cli.demo",
+    "controller.cli.config",
+    "controller.cli.han",
+    "controller.cli.secret",
+    "controller.cli.balance",
+)
 
 Handler = Callable[[argparse.Namespace], int]
-# A string: argparse._SubParsersAction is not subscriptable at run time on Python 3.11.
+# A string: _SubParsersAction is not subscriptable at runtime on Python 3.11.
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 

@@ -56,3 +56,10 @@ def test_clocks_refuse_naive_epochs() -> None:
 
 def test_system_clock_is_utc() -> None:
     assert SystemClock().utc_now().tzinfo is UTC
+
+
+def test_a_restarted_process_rejoins_the_same_timeline() -> None:
+    garage = SimClock(30.0, EPOCH)
+    time.sleep(0.01)
+    restarted = ScaledClock(30.0, EPOCH, real_start_s=garage.real_start_s)
+    assert abs((restarted.utc_now() - garage.utc_now()).total_seconds()) < 30.0 * 0.005

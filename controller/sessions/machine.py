@@ -1,0 +1,225 @@
+"""The session state machine: charger events in, new session versions out. Pure: no I/O, no clock.
+
+The caller (controller.sessions.recorder) looks up the sessions an event can concern and passes
+them in; `apply` returns the changed sessions (each with its version raised) and what happened, so
+the same function drives the ledger, the table-driven tests and the replay property tests.
+
+Idempotency rules (replays are normal: chargers resend unanswered messages, drivers replay after a
+restart):
+- a start the ledger already has (same charger, transaction id, start time and register) changes
+  nothing; the same transaction id with another start is a charger reusing ids, so a new session;
+- a stop for a session the charger already stopped changes nothing;
+- a sample not newer than the last applied one is ignored and counted;
+- a register lower than the last applied one is counted and not applied.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from drivers.contracts import (
+    ChargerEvent,
+    ChargerStatus,
+    ConnectorState,
+    EnergySample,
+    TransactionStarted,
+    TransactionStopped,
+)
+
+from .model import EnergyPeriod, InferredStop, Session, StopSource
+from .periods import DEFAULT_ZONE, merge_periods, split_energy
+
+
+class Outcome(enum.StrEnum):
+    STARTED = "started"
+    SUPERSEDED = "superseded"  # an open session closed because a new transaction started
+    DUPLICATE_START = "duplicate_start"
+    SAMPLE_APPLIED = "sample_applied"
+    STALE_SAMPLE = "stale_sample"
+    REGISTER_BACKWARDS = "register_backwards"
+    SAMPLE_WITHOUT_SESSION = "sample_without_session"
+    SAMPLE_AFTER_STOP = "sample_after_stop"
+    STOPPED = "stopped"
+    INFERRED_STOP_COMPLETED = "inferred_stop_completed"
+    DUPLICATE_STOP = "duplicate_stop"
+    UNKNOWN_STOP = "unknown_stop"
+    TRANSACTION_LOST = "transaction_lost"
+    NO_CHANGE = "no_change"
+    BAD_EVENT = "bad_event"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    changes: tuple[Session, ...]
+    outcomes: tuple[Outcome, ...]
+    detail: str = ""
+
+
+_IDLE_STATES = frozenset({ConnectorState.AVAILABLE, ConnectorState.UNAVAILABLE, ConnectorState.FAULTED})
+
+
+def register_wh(value: float) -> int | None:
+    """A register reading as whole Wh (half up), or None when it is not a usable reading."""
+    if not math.isfinite(value) or value < 0:
+        return None
+    return math.floor(value + 0.5)
+
+
+def _utc(moment: datetime) -> datetime | None:
+    return None if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _bad(detail: str) -> Step:
+    return Step((), (Outcome.BAD_EVENT,), detail)
+
+
+def _advance(session: Session, at: datetime, reg_wh: int, zone: ZoneInfo) -> Session:
+    """The session with its energy carried from the last sample to (at, reg_wh); reg_wh ≥ last."""
+    added = split_energy(session.last_sample_utc, at, reg_wh - session.last_register_wh, zone)
+    existing = {p.start_utc: p.energy_wh for p in session.periods}
+    periods = tuple(EnergyPeriod(s, wh) for s, wh in merge_periods(existing, added))
+    return replace(
+        session,
+        periods=periods,
+        last_sample_utc=max(at, session.last_sample_utc),
+        last_register_wh=reg_wh,
+    )
+
+
+def _close_inferred(session: Session, at: datetime, reason: InferredStop) -> Session:
+    return replace(
+        session,
+        stopped_utc=max(at, session.last_sample_utc),
+        meter_stop_wh=session.last_register_wh,
+        stop_reason=reason.value,
+        stop_source=StopSource.INFERRED,
+        version=session.version + 1,
+    )
+
+
+def apply(
+    event: ChargerEvent,
+    *,
+    by_transaction: Session | None,
+    open_on_charger: Session | None,
+    new_id: Callable[[], UUID],
+    zone: ZoneInfo = DEFAULT_ZONE,
+) -> Step:
+    """Apply one charger event.
+
+    `by_transaction`: the session with the event's (charger_id, transaction_id), if the event names
+    a transaction and the ledger has it. `open_on_charger`: the active session on the event's
+    charging point, if any (at most one exists).
+    """
+    if isinstance(event, TransactionStarted):
+        return _start(event, by_transaction, open_on_charger, new_id)
+    if isinstance(event, EnergySample):
+        target = by_transaction if event.transaction_id is not None else open_on_charger
+        return _sample(event, target, zone)
+    if isinstance(event, TransactionStopped):
+        return _stop(event, by_transaction, zone)
+    return _status(event, open_on_charger)
+
+
+def _start(
+    event: TransactionStarted,
+    known: Session | None,
+    open_on_charger: Session | None,
+    new_id: Callable[[], UUID],
+) -> Step:
+    started = _utc(event.started_utc)
+    reg = register_wh(event.meter_start_wh)
+    if started is None:
+        return _bad("start time without a timezone")
+    if reg is None:
+        return _bad(f"unusable meter_start_wh {event.meter_start_wh!r}")
+    if known is not None and known.started_utc == started and known.meter_start_wh == reg:
+        return Step((), (Outcome.DUPLICATE_START,))
+    # A known transaction id with a different start is a charger reusing its ids: a new session.
+    session = Session(
+        session_id=new_id(),
+        charger_id=event.charger_id,
+        transaction_id=event.transaction_id,
+        id_tag=event.id_tag,
+        started_utc=started,
+        meter_start_wh=reg,
+        last_sample_utc=started,
+        last_register_wh=reg,
+        periods=(),
+        version=1,
+    )
+    if open_on_charger is not None:
+        closed = _close_inferred(open_on_charger, started, InferredStop.SUPERSEDED)
+        return Step((closed, session), (Outcome.SUPERSEDED, Outcome.STARTED))
+    return Step((session,), (Outcome.STARTED,))
+
+
+def _sample(event: EnergySample, session: Session | None, zone: ZoneInfo) -> Step:
+    if session is None:
+        return Step((), (Outcome.SAMPLE_WITHOUT_SESSION,))
+    if not session.active:
+        return Step((), (Outcome.SAMPLE_AFTER_STOP,))
+    at = _utc(event.measured_utc)
+    reg = register_wh(event.energy_register_wh)
+    if at is None:
+        return _bad("sample time without a timezone")
+    if reg is None:
+        return _bad(f"unusable energy_register_wh {event.energy_register_wh!r}")
+    if at <= session.last_sample_utc:
+        return Step((), (Outcome.STALE_SAMPLE,))
+    if reg < session.last_register_wh:
+        return Step(
+            (), (Outcome.REGISTER_BACKWARDS,), f"register {reg} Wh < last {session.last_register_wh} Wh"
+        )
+    advanced = _advance(session, at, reg, zone)
+    return Step((replace(advanced, version=session.version + 1),), (Outcome.SAMPLE_APPLIED,))
+
+
+def _stop(event: TransactionStopped, session: Session | None, zone: ZoneInfo) -> Step:
+    if session is None:
+        return Step((), (Outcome.UNKNOWN_STOP,))
+    if session.stop_source is StopSource.CHARGER:
+        return Step((), (Outcome.DUPLICATE_STOP,))
+    at = _utc(event.stopped_utc)
+    reg = register_wh(event.meter_stop_wh)
+    if at is None:
+        return _bad("stop time without a timezone")
+    if reg is None:
+        return _bad(f"unusable meter_stop_wh {event.meter_stop_wh!r}")
+    outcomes: list[Outcome] = []
+    if reg < session.last_register_wh:
+        outcomes.append(Outcome.REGISTER_BACKWARDS)
+        reg = session.last_register_wh
+    outcomes.append(Outcome.STOPPED if session.active else Outcome.INFERRED_STOP_COMPLETED)
+    advanced = _advance(session, at, reg, zone)
+    stopped = replace(
+        advanced,
+        stopped_utc=at,
+        meter_stop_wh=reg,
+        stop_reason=event.reason,
+        stop_source=StopSource.CHARGER,
+        version=session.version + 1,
+    )
+    return Step((stopped,), tuple(outcomes))
+
+
+def _status(event: ChargerStatus, session: Session | None) -> Step:
+    if session is None:
+        return Step((), (Outcome.NO_CHANGE,))
+    lost = (
+        event.online
+        and event.transaction_id is None
+        and not event.vehicle_connected
+        and event.state in _IDLE_STATES
+    )
+    if not lost:
+        return Step((), (Outcome.NO_CHANGE,))
+    seen = None if event.last_seen is None else _utc(event.last_seen.utc)
+    at = session.last_sample_utc if seen is None else seen
+    return Step((_close_inferred(session, at, InferredStop.TRANSACTION_LOST),), (Outcome.TRANSACTION_LOST,))

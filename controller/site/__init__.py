@@ -1,0 +1,1 @@
+"""The site as the controller sees it: readings and charger statuses folded into a snapshot."""

@@ -1,0 +1,539 @@
+"""The local CSMS: one websocket listener for OCPP 1.6J and 2.0.1 chargers.
+
+Every connection is admitted during the HTTP upgrade (`process_request`), before any OCPP message:
+path `/ocpp/<identity>`, subprotocol, rate limits, then credentials (basic auth, or the client
+certificate's CN under profile 3). Unknown identities are refused, or with adoption on held as
+pending for the electrician. A second connection with a configured identity replaces the first only
+once it has passed all of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from drivers.contracts import ChargerEventSink, Clock, CommandResult
+from drivers.ocpp import counters as c
+from drivers.ocpp import rpc
+from drivers.ocpp.authorization import Authorizer
+from drivers.ocpp.config import SUBPROTOCOL_201, ChargePointConfig, CsmsConfig, SecurityProfile
+from drivers.ocpp.counters import Counters
+from drivers.ocpp.handle import ChargerHandle
+from drivers.ocpp.handlers16 import V16Handlers
+from drivers.ocpp.handlers201 import V201Handlers
+from drivers.ocpp.passwords import verify_password
+from drivers.ocpp.profiles import ocpp_time
+from drivers.ocpp.security import LoginLimiter, basic_auth_password, peer_common_name, server_ssl_context
+from drivers.ocpp.session import Handler, Reply, RpcSession
+from drivers.ocpp.station import Services, Station, cancel_and_wait
+from drivers.ocpp.transactions import TransactionIds
+
+log = structlog.get_logger("drivers.ocpp.server")
+
+CLOSE_REPLACED = 4000  # private-use close code: a newer connection with the same identity took over
+CLOSE_ADOPTED = 1012  # "service restart": reconnect, now as a configured charger
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCharger:
+    """A charger that connected with an identity nobody configured (adoption mode)."""
+
+    identity: str
+    address: str
+    first_seen_utc: datetime
+    last_seen_utc: datetime
+    subprotocol: str
+    connected: bool
+    vendor: str | None = None
+    model: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    kind: str  # duplicate_identity | unknown_identity | login_lockout | pending_charger
+    identity: str
+    address: str
+    utc: datetime
+    detail: str = ""
+
+
+SecuritySink = Callable[[SecurityEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Admission:
+    identity: str
+    pending: bool
+
+
+class _WsTransport:
+    """RpcSession's view of a websocket: a closed connection is an OSError (ConnectionError)."""
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+
+    async def send(self, message: str) -> None:
+        try:
+            await self._connection.send(message)
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"connection closed: {exc}") from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._connection.close(code, reason)
+
+
+class _NotAdopted(Mapping[str, Handler]):
+    """Routes for a pending charger: boot (answered Pending) and heartbeat; anything else refused."""
+
+    def __init__(self, routes: dict[str, Handler]) -> None:
+        self._routes = routes
+
+    def __getitem__(self, action: str) -> Handler:
+        return self._routes.get(action, _refuse_not_adopted)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+
+def _refuse_not_adopted(payload: dict[str, Any]) -> Reply:
+    raise rpc.OcppFault("SecurityError", "charger not adopted yet", c.C_PENDING_CALLS)
+
+
+class CentralSystem:
+    """The local CSMS. Use as `async with CentralSystem(...) as csms:`.
+
+    Events go to `sink` (ChargerStatus, TransactionStarted, EnergySample, TransactionStopped); the sink
+    is called synchronously and must not block. Commands go through `charger(charger_id)` handles.
+    """
+
+    def __init__(
+        self,
+        config: CsmsConfig,
+        charge_points: Iterable[ChargePointConfig],
+        *,
+        clock: Clock,
+        sink: ChargerEventSink,
+        authorizer: Authorizer,
+        transaction_ids: TransactionIds,
+        security_sink: SecuritySink | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._counters = Counters()
+        self._services = Services(config, clock, sink, authorizer, transaction_ids, self._counters)
+        self._security_sink = security_sink
+        self._stations: dict[str, Station] = {}
+        self._handles: dict[str, ChargerHandle] = {}
+        for charge_point in charge_points:
+            self._add_station(charge_point)
+        self._limiter = LoginLimiter(
+            window_s=config.auth_window_s,
+            per_address=config.auth_failures_per_address,
+            per_identity_address=config.auth_failures_per_identity_address,
+            lockout_s=config.auth_lockout_s,
+        )
+        self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pending: OrderedDict[str, PendingCharger] = OrderedDict()
+        self._pending_sessions: dict[str, RpcSession] = {}
+        # Passwords already verified with scrypt, kept as an HMAC under a per-process key so that
+        # reconnects (300 chargers after a router reboot) don't cost a scrypt each.
+        self._verified_key = secrets.token_bytes(32)
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._server: Server | None = None
+        self._live = 0
+
+    # --------------------------------------------------------------------------------- public API
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        return self._counters
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the CSMS is not running")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def charger(self, charger_id: str) -> ChargerHandle:
+        return self._handles[charger_id]
+
+    def charger_ids(self) -> tuple[str, ...]:
+        return tuple(self._handles)
+
+    def connected_identities(self) -> tuple[str, ...]:
+        return tuple(i for i, s in self._stations.items() if s.session is not None)
+
+    def pending(self) -> tuple[PendingCharger, ...]:
+        return tuple(self._pending.values())
+
+    def adopt(self, charge_point: ChargePointConfig) -> None:
+        """Configure a pending (or any new) identity; its pending connection is closed so that it
+        reconnects and authenticates as a configured charger."""
+        self._add_station(charge_point)
+        self._pending.pop(charge_point.identity, None)
+        session = self._pending_sessions.pop(charge_point.identity, None)
+        log.info("ocpp.adopted", identity=charge_point.identity, connectors=dict(charge_point.connectors))
+        if session is not None:
+            self._spawn_detached(
+                session.close(CLOSE_ADOPTED, "adopted"), f"ocpp-adopt-close-{charge_point.identity}"
+            )
+
+    async def reset(self, charger_id: str, *, hard: bool = False, timeout_s: float = 10.0) -> CommandResult:
+        return await self.charger(charger_id).reset(hard=hard, timeout_s=timeout_s)
+
+    async def trigger(self, charger_id: str, message: str, *, timeout_s: float = 10.0) -> CommandResult:
+        return await self.charger(charger_id).trigger(message, timeout_s=timeout_s)
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        config = self.config
+        self._detached: set[asyncio.Task[None]] = set()
+        self._server = await serve(
+            self._serve_connection,
+            config.host,
+            config.port,
+            ssl=server_ssl_context(config),
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            subprotocols=[Subprotocol(p) for p in config.subprotocols],
+            max_size=config.max_message_bytes,
+            max_queue=4,
+            open_timeout=config.handshake_timeout_s,
+            ping_interval=config.ping_interval_s,
+            ping_timeout=config.ping_interval_s,
+            close_timeout=2.0,
+            compression=None,  # deflate state costs ~100 KiB per connection; OCPP messages are small
+            server_header=None,
+        )
+        log.info(
+            "ocpp.listening",
+            host=config.host,
+            port=self.port,
+            security_profile=int(config.security_profile),
+            chargers=len(self._stations),
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(close_connections=True)
+            await server.wait_closed()
+        await cancel_and_wait(self._detached)
+
+    # --------------------------------------------------------------------------------- internals
+
+    def _add_station(self, charge_point: ChargePointConfig) -> None:
+        if charge_point.identity in self._stations:
+            raise ValueError(f"OCPP identity {charge_point.identity!r} is configured twice")
+        taken = [cid for cid in charge_point.connectors.values() if cid in self._handles]
+        if taken:
+            raise ValueError(f"charger ids {taken} are used by another OCPP identity")
+        if self.config.security_profile is not SecurityProfile.MUTUAL_TLS and not charge_point.password_hash:
+            raise ValueError(
+                f"charger {charge_point.identity} needs a password_hash under security profile 1/2"
+            )
+        station = Station(charge_point, self._services)
+        self._stations[charge_point.identity] = station
+        for connector_id, charger_id in charge_point.connectors.items():
+            self._handles[charger_id] = ChargerHandle(
+                charger_id, station, connector_id, self.config.call_timeout_s
+            )
+
+    def _spawn_detached(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    def _security(self, kind: str, identity: str, address: str, detail: str = "") -> None:
+        event = SecurityEvent(kind, identity, address, self._clock.utc_now(), detail)
+        log.warning("ocpp.security_event", kind=kind, identity=identity, address=address, detail=detail)
+        if self._security_sink is not None:
+            try:
+                self._security_sink(event)
+            except Exception:
+                self._counters.inc(c.C_SINK_ERRORS)
+                log.exception("ocpp.security_sink_failed")
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+        for protocol in self.config.subprotocols:
+            if protocol in offered:
+                return Subprotocol(protocol)
+        return None
+
+    def _refuse(
+        self, connection: ServerConnection, status: HTTPStatus, counter: str | None, why: str, **context: Any
+    ) -> Response:
+        if counter is not None:
+            self._counters.inc(counter)
+        log.warning("ocpp.connection_refused", status=int(status), why=why, **context)
+        response = connection.respond(status, f"{status.phrase}\n")
+        if status is HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+        return response
+
+    def _auth_failed(self, connection: ServerConnection, address: str, identity: str, why: str) -> Response:
+        if self._limiter.failure(address, identity, self._clock.monotonic()):
+            self._security("login_lockout", identity, address, why)
+        return self._refuse(
+            connection, HTTPStatus.UNAUTHORIZED, c.C_AUTH_FAILURES, why, identity=identity, address=address
+        )
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        address = str(connection.remote_address[0]) if connection.remote_address else "?"
+        parts = urlsplit(request.path).path.split("/")
+        identity = unquote(parts[2]) if len(parts) == 3 and parts[1] == "ocpp" else ""
+        if not identity or len(identity) > 48 or not identity.isprintable() or "/" in identity:
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, c.C_BAD_PATH, "bad path", address=address)
+        if self._live >= self.config.max_connections:
+            return self._refuse(
+                connection, HTTPStatus.SERVICE_UNAVAILABLE, c.C_TOO_MANY_CONNECTIONS, "too many connections"
+            )
+        offered = [
+            p.strip()
+            for p in ",".join(request.headers.get_all("Sec-WebSocket-Protocol")).split(",")
+            if p.strip()
+        ]
+        if (offered and not any(p in self.config.subprotocols for p in offered)) or (
+            not offered and self.config.default_subprotocol is None
+        ):
+            return self._refuse(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                c.C_BAD_SUBPROTOCOL,
+                "no common subprotocol",
+                offered=offered[:4],
+            )
+        if self._limiter.blocked(address, identity, self._clock.monotonic()):
+            return self._refuse(
+                connection,
+                HTTPStatus.TOO_MANY_REQUESTS,
+                c.C_RATE_LIMITED,
+                "rate limited",
+                identity=identity,
+                address=address,
+            )
+        station = self._stations.get(identity)
+        profile = self.config.security_profile
+        if profile is SecurityProfile.MUTUAL_TLS:
+            ssl_object = connection.transport.get_extra_info("ssl_object")
+            common_name = peer_common_name(ssl_object.getpeercert() if ssl_object is not None else None)
+            if common_name != identity:
+                return self._auth_failed(connection, address, identity, "certificate CN is not the identity")
+        if station is None:
+            if not self.config.adoption:
+                self._counters.inc(c.C_UNKNOWN_IDENTITY)
+                self._security("unknown_identity", identity, address)
+                return self._auth_failed(connection, address, identity, "unknown identity")
+            if identity not in self._pending and len(self._pending_sessions) >= self.config.max_pending:
+                return self._refuse(
+                    connection, HTTPStatus.SERVICE_UNAVAILABLE, c.C_PENDING_REFUSED, "too many pending"
+                )
+            self._admissions[connection] = _Admission(identity, pending=True)
+            return None
+        if profile is not SecurityProfile.MUTUAL_TLS:
+            password = basic_auth_password(request.headers.get("Authorization"), identity)
+            if password is None:
+                return self._auth_failed(connection, address, identity, "no basic auth for this identity")
+            if not await self._password_ok(station, password):
+                return self._auth_failed(connection, address, identity, "wrong password")
+        self._admissions[connection] = _Admission(identity, pending=False)
+        return None
+
+    async def _password_ok(self, station: Station, password: str) -> bool:
+        stored = station.config.password_hash
+        if stored is None:
+            return False
+        token = hmac.new(
+            self._verified_key, password.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).digest()
+        cached = self._verified.get(station.identity)
+        if cached is not None and cached[0] == stored and hmac.compare_digest(cached[1], token):
+            return True
+        # scrypt takes tens of milliseconds: keep it off the event loop.
+        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+        if ok:
+            self._verified[station.identity] = (stored, token)
+        return ok
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        admission = self._admissions.pop(connection, None)
+        if admission is None:  # cannot happen: process_request admits every connection it lets through
+            await connection.close(1008, "not admitted")
+            return
+        # A charger that offered no subprotocol speaks the listener's default (checked at admission).
+        protocol = connection.subprotocol or self.config.default_subprotocol
+        version: rpc.Version = "2.0.1" if protocol == SUBPROTOCOL_201 else "1.6"
+        self._counters.inc(c.C_CONNECTIONS)
+        self._live += 1
+        try:
+            if admission.pending:
+                await self._serve_pending(connection, admission.identity, version)
+            else:
+                await self._serve_station(connection, self._stations[admission.identity], version)
+        finally:
+            self._live -= 1
+
+    async def _receive(self, connection: ServerConnection, session: RpcSession) -> None:
+        try:
+            async for message in connection:
+                await session.on_message(message)
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == 1009:
+                self._counters.inc(rpc.C_OVERSIZE)
+                log.warning(
+                    "ocpp.oversize_message", identity=session.identity, limit=self.config.max_message_bytes
+                )
+        except ConnectionError:
+            pass  # our reply could not be sent: the connection is gone
+
+    async def _serve_station(
+        self, connection: ServerConnection, station: Station, version: rpc.Version
+    ) -> None:
+        address = str(connection.remote_address[0]) if connection.remote_address else "?"
+        handlers = (V16Handlers(station) if version == "1.6" else V201Handlers(station)).routes()
+        session = RpcSession(
+            station.identity,
+            version,
+            _WsTransport(connection),
+            handlers,
+            self._counters,
+            self._clock,
+            relaxed_actions=station.config.quirks.relaxed_actions,
+            remote_address=address,
+        )
+        tasks: set[asyncio.Task[None]] = set()
+
+        def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+            task = asyncio.create_task(coro, name=name)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        previous = station.session
+        if previous is not None:
+            self._counters.inc(c.C_DUPLICATE_REPLACED)
+            self._security(
+                "duplicate_identity",
+                station.identity,
+                address,
+                f"replaces the connection from {previous.remote_address}",
+            )
+            previous.mark_closed()
+            self._spawn_detached(
+                previous.close(CLOSE_REPLACED, "replaced by a newer connection"), "ocpp-close-old"
+            )
+        station.attach(session, spawn)
+        log.info("ocpp.connected", identity=station.identity, version=version, address=address)
+        try:
+            await self._receive(connection, session)
+        finally:
+            session.mark_closed()
+            station.detach(session)
+            await cancel_and_wait(tasks)
+            log.info("ocpp.disconnected", identity=station.identity, code=connection.protocol.close_code)
+
+    async def _serve_pending(self, connection: ServerConnection, identity: str, version: rpc.Version) -> None:
+        address = str(connection.remote_address[0]) if connection.remote_address else "?"
+        now = self._clock.utc_now()
+        known = self._pending.get(identity)
+        record = PendingCharger(
+            identity,
+            address,
+            known.first_seen_utc if known else now,
+            now,
+            connection.subprotocol or version,
+            True,
+            known.vendor if known else None,
+            known.model if known else None,
+            known.serial if known else None,
+        )
+        self._pending[identity] = record
+        while len(self._pending) > self.config.max_pending:
+            self._pending.popitem(last=False)
+        if known is None:
+            self._security("pending_charger", identity, address, "waiting for adoption")
+
+        def boot(payload: dict[str, Any]) -> Reply:
+            station_info = payload.get("chargingStation", {})
+            entry = self._pending.get(identity)
+            if entry is not None:
+                self._pending[identity] = PendingCharger(
+                    entry.identity,
+                    entry.address,
+                    entry.first_seen_utc,
+                    self._clock.utc_now(),
+                    entry.subprotocol,
+                    True,
+                    payload.get("chargePointVendor", station_info.get("vendorName")),
+                    payload.get("chargePointModel", station_info.get("model")),
+                    payload.get("chargePointSerialNumber", station_info.get("serialNumber")),
+                )
+            return {"status": "Pending", "currentTime": _ocpp_now(self._clock), "interval": 60}
+
+        def heartbeat(payload: dict[str, Any]) -> Reply:
+            return {"currentTime": _ocpp_now(self._clock)}
+
+        session = RpcSession(
+            identity,
+            version,
+            _WsTransport(connection),
+            _NotAdopted({"BootNotification": boot, "Heartbeat": heartbeat}),
+            self._counters,
+            self._clock,
+            remote_address=address,
+        )
+        old = self._pending_sessions.get(identity)
+        if old is not None:
+            self._spawn_detached(
+                old.close(CLOSE_REPLACED, "replaced by a newer connection"), "ocpp-close-old-pending"
+            )
+        self._pending_sessions[identity] = session
+        try:
+            await self._receive(connection, session)
+        finally:
+            session.mark_closed()
+            if self._pending_sessions.get(identity) is session:
+                del self._pending_sessions[identity]
+                entry = self._pending.get(identity)
+                if entry is not None:
+                    self._pending[identity] = PendingCharger(
+                        entry.identity,
+                        entry.address,
+                        entry.first_seen_utc,
+                        self._clock.utc_now(),
+                        entry.subprotocol,
+                        False,
+                        entry.vendor,
+                        entry.model,
+                        entry.serial,
+                    )
+
+
+def _ocpp_now(clock: Clock) -> str:
+    return ocpp_time(clock.utc_now())
