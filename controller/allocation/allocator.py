@@ -37,7 +37,7 @@ from controller.allocation.model import (
     OFFLINE,
     RAMP,
     ROTATION,
-    SWITCH_LIMIT,
+    START_LIMIT,
     VEHICLE_MAX,
     Allocation,
     BudgetCheck,
@@ -81,7 +81,7 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     wants = site.wants & site.online
     unable = wants & (bounds.nominal_hi_a < lo)
     pool = wants & ~unable
-    barred = pool & ~charging_now & (site.switches_last_hour >= policy.max_switches_per_hour)
+    barred = pool & ~charging_now & (site.starts_last_hour >= policy.max_starts_per_hour)
     candidates = pool & ~barred
     period_s = rotation_period_s(policy, int(pool.sum()), int((pool & charging_now).sum()))
     order = priority_order(site, candidates, charging_now, period_s)
@@ -167,7 +167,7 @@ def _explain(
     for c in np.flatnonzero(unable).tolist():
         states[c], reasons[c] = "paused", VEHICLE_MAX
     for c in np.flatnonzero(barred).tolist():
-        states[c], reasons[c] = "paused", SWITCH_LIMIT
+        states[c], reasons[c] = "paused", START_LIMIT
     admitted = admission.admitted
     refused = candidates & ~admitted
     for c, blocked in zip(

@@ -31,7 +31,7 @@ LINE_BIT: dict[str, int] = {"L1": 1, "L2": 2, "L3": 4}
 BITS: BoolArray = np.array([[(mask >> i) & 1 for i in range(3)] for mask in range(8)], dtype=bool)
 POPCOUNT: IntArray = BITS.sum(axis=1).astype(np.int64)
 
-SWITCH_WINDOW_S = 3600.0
+START_WINDOW_S = 3600.0
 
 # Every valid line tuple (1 to 3 distinct lines in any order) and its mask; anything else is malformed.
 _LINE_TUPLES: dict[tuple[str, ...], int] = {
@@ -67,7 +67,7 @@ class CompiledSite:
     drawing_a: FloatArray  # (n, 3) per grid line, nan where not measured
     charged_for_s: FloatArray  # now - charging_since, nan where unknown
     waited_for_s: FloatArray  # now - waiting_since, nan where unknown
-    switches_last_hour: IntArray
+    starts_last_hour: IntArray
     # Charger-fuse incidences: charger inc_charger[i] loads fuse inc_fuse[i]. Charger-major, and within
     # a charger from its own fuse up to the root.
     inc_charger: IntArray
@@ -184,7 +184,7 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
     now = snapshot.now
     charged_for = _ages(now, [None if v is None else v.charging_since for v in vehicles], "charging_since")
     waited_for = _ages(now, [None if v is None else v.waiting_since for v in vehicles], "waiting_since")
-    switches = np.array([_switch_count(now, v, i) for i, v in enumerate(vehicles)], dtype=np.int64)
+    starts = np.array([_start_count(now, v, i) for i, v in enumerate(vehicles)], dtype=np.int64)
 
     paths = ancestors[fuse_of] if n else np.zeros((0, ancestors.shape[1]), dtype=np.int64)
     on_path = paths >= 0
@@ -215,7 +215,7 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
         drawing_a=drawing,
         charged_for_s=charged_for,
         waited_for_s=waited_for,
-        switches_last_hour=switches,
+        starts_last_hour=starts,
         inc_charger=inc_charger,
         inc_fuse=inc_fuse,
     )
@@ -263,15 +263,15 @@ def _ages(now: datetime, times: Sequence[datetime | None], name: str) -> FloatAr
     return ages
 
 
-def _switch_count(now: datetime, vehicle: Vehicle | None, i: int) -> int:
-    if vehicle is None or not vehicle.switch_times:
+def _start_count(now: datetime, vehicle: Vehicle | None, i: int) -> int:
+    if vehicle is None or not vehicle.start_times:
         return 0
     count = 0
-    for j, when in enumerate(vehicle.switch_times):
+    for j, when in enumerate(vehicle.start_times):
         if when.tzinfo is None:
-            raise SnapshotError(f"chargers[{i}].vehicle.switch_times[{j}]", "must carry a timezone")
-        # A time in the future still counts: a wrong clock must not unlock extra switching.
-        if (now - when).total_seconds() < SWITCH_WINDOW_S:
+            raise SnapshotError(f"chargers[{i}].vehicle.start_times[{j}]", "must carry a timezone")
+        # A time in the future still counts: a wrong clock must not unlock extra starts.
+        if (now - when).total_seconds() < START_WINDOW_S:
             count += 1
     return count
 
@@ -345,7 +345,7 @@ def _check_policy(policy: Policy) -> None:
         ("taper_ratio", 0 < policy.taper_ratio <= 1, "must be in (0, 1]"),
         ("taper_tolerance_a", policy.taper_tolerance_a >= 0, "must be >= 0"),
         ("taper_headroom_a", policy.taper_headroom_a >= 0, "must be >= 0"),
-        ("max_switches_per_hour", policy.max_switches_per_hour >= 1, "must be >= 1"),
+        ("max_starts_per_hour", policy.max_starts_per_hour >= 1, "must be >= 1"),
         ("meter_stale_after_s", policy.meter_stale_after_s > 0, "must be > 0"),
     ]
     for name, ok, message in checks:

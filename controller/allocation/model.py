@@ -28,7 +28,7 @@ CHARGER_MAX = "charger_max"
 VEHICLE_MAX = "vehicle_max"
 DRAWING = "drawing"
 ROTATION = "rotation"
-SWITCH_LIMIT = "switch_limit"
+START_LIMIT = "start_limit"
 FAILSAFE = "failsafe"
 OFFLINE = "offline"
 RAMP = "ramp"
@@ -67,7 +67,7 @@ class Policy:
     taper_ratio: float = 0.95
     taper_tolerance_a: float = 0.5
     taper_headroom_a: float = 3.0
-    max_switches_per_hour: int = 6
+    max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
 
 
@@ -102,7 +102,7 @@ class Vehicle:
     waiting_since: datetime | None = None
     session_energy_wh: float | None = None
     # When the controller started or paused this car (for the per-hour limit); older entries are ignored.
-    switch_times: tuple[datetime, ...] = ()
+    start_times: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,20 +4,21 @@ Candidates are the cars that want energy. If all of them fit at their minimum, a
 they are admitted one by one in priority order, each only if its minimum still fits on every fuse line
 of its path next to those admitted before it:
 
-0. charging cars that have used up their start/stop budget for the hour (pausing them for rotation
-   would break the wear limit; safety still pauses them if they do not fit);
+0. charging cars that have used up their starts for the hour (`max_starts_per_hour`): paused for
+   rotation they could not be started again within the hour, so they are not (safety still pauses
+   them if they do not fit);
 1. charging cars still inside their rotation period, the most recently started first;
 2. waiting cars, the longest waiting first;
 3. charging cars past their rotation period, the most recently started first, so the car that has
    charged longest is the first to yield.
 
-A waiting car that has used up its budget is not started at all (`switch_limit`). With K places and
+A waiting car that has used up its starts is not started at all (`start_limit`). With K places and
 N cars in the queue a car therefore waits at most ceil((N - K) / K) rotation periods (FIFO over tiers
 2 and 3), which tests/unit/allocation/test_rotation.py checks by running the allocator over time.
 
-The period is stretched (`rotation_period_s`) when rotating that fast would use up the cars' start/stop
-budget: once it is used up, whoever charges keeps charging and the others cannot start, for up to an
-hour - the limit holds, but the sharing would not.
+The period is stretched (`rotation_period_s`) when rotating that fast would use up the cars' starts:
+once they are used up, whoever charges keeps charging and the others cannot start, for up to an hour
+- the limit holds, but the sharing would not.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from controller.allocation.electrical import line_currents
 from controller.allocation.model import Policy
 from controller.allocation.rows import any3, take, take_bool
 
-TIER_STOP_LIMITED = 0
+TIER_START_LIMITED = 0
 TIER_IN_PERIOD = 1
 TIER_WAITING = 2
 TIER_EXPIRED = 3
@@ -46,14 +47,14 @@ class Admission:
 
 
 def rotation_period_s(policy: Policy, wanting: int, charging: int) -> float:
-    """The configured period, stretched when it would spend the start/stop budget faster than it refills.
+    """The configured period, stretched when it would spend the cars' starts faster than they refill.
 
-    In steady rotation each car is stopped and started once per cycle of (wanting / charging) periods:
-    2 * 3600 * charging / (wanting * period) switches an hour, which must stay within the limit.
+    In steady rotation each car is started once per cycle of (wanting / charging) periods:
+    3600 * charging / (wanting * period) starts an hour, which must stay within the limit.
     """
     if wanting == 0:
         return policy.rotation_period_s
-    sustainable_s = 2 * 3600.0 * max(charging, 1) / (wanting * policy.max_switches_per_hour)
+    sustainable_s = 3600.0 * max(charging, 1) / (wanting * policy.max_starts_per_hour)
     return max(policy.rotation_period_s, sustainable_s)
 
 
@@ -63,12 +64,12 @@ def priority_order(
     policy = site.policy
     charged = np.nan_to_num(site.charged_for_s, nan=0.0)
     waited = np.nan_to_num(site.waited_for_s, nan=0.0)
-    stop_limited = site.switches_last_hour >= policy.max_switches_per_hour
+    start_limited = site.starts_last_hour >= policy.max_starts_per_hour
     tier = np.where(
         charging_now,
         np.where(
-            stop_limited,
-            TIER_STOP_LIMITED,
+            start_limited,
+            TIER_START_LIMITED,
             np.where(charged < period_s, TIER_IN_PERIOD, TIER_EXPIRED),
         ),
         TIER_WAITING,

@@ -62,7 +62,7 @@ class PolicyJson(_Model):
     taper_ratio: float = 0.95
     taper_tolerance_a: float = 0.5
     taper_headroom_a: float = 3.0
-    max_switches_per_hour: int = 6
+    max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
 
 
@@ -88,7 +88,7 @@ class VehicleJson(_Model):
     charging_since: AwareDatetime | None = None
     waiting_since: AwareDatetime | None = None
     session_energy_wh: float | None = None
-    switch_times: list[AwareDatetime] = Field(default_factory=list)
+    start_times: list[AwareDatetime] = Field(default_factory=list)
 
 
 class ChargerJson(_Model):
@@ -194,7 +194,7 @@ def _charger(c: ChargerJson) -> Charger:
             charging_since=v.charging_since,
             waiting_since=v.waiting_since,
             session_energy_wh=v.session_energy_wh,
-            switch_times=tuple(v.switch_times),
+            start_times=tuple(v.start_times),
         )
     )
     return Charger(
@@ -234,7 +234,7 @@ def _charger_json(c: Charger) -> dict[str, Any]:
             "charging_since": _time(v.charging_since),
             "waiting_since": _time(v.waiting_since),
             "session_energy_wh": v.session_energy_wh,
-            "switch_times": [_time(t) for t in v.switch_times],
+            "start_times": [_time(t) for t in v.start_times],
         },
     }
 

@@ -267,7 +267,7 @@ def random_site(
         rotation_period_s=900.0,
         deadband_a=float(rng.choice([0.0, 0.5, 1.0])) if smoothing else 0.0,
         increase_step_a=float(rng.choice([2.0, 4.0, 8.0])) if smoothing else None,
-        max_switches_per_hour=int(rng.integers(2, 8)),
+        max_starts_per_hour=int(rng.integers(1, 6)),
     )
     return SiteSnapshot(
         now=NOW,
@@ -307,8 +307,8 @@ def _random_charger(rng: np.random.Generator, i: int, n_fuses: int, it: bool) ->
             amps = float(setpoint or 0.0) * float(rng.choice([1.0, 0.98, 0.6, 0.2, 0.0]))
             for name in active or lines:
                 drawing[LINES.index(name)] = round(amps, 2)
-        n_switches = int(rng.choice([0, 0, 1, 2, 3, 4, 6, 8]))
-        switches = tuple(NOW - timedelta(seconds=float(s)) for s in sorted(rng.uniform(0, 5400, n_switches)))
+        n_starts = int(rng.choice([0, 0, 1, 2, 3, 4, 6]))
+        starts = tuple(NOW - timedelta(seconds=float(s)) for s in sorted(rng.uniform(0, 5400, n_starts)))
         since = NOW - timedelta(seconds=float(rng.uniform(0, 3000)))
         vehicle = Vehicle(
             connected=rng.random() > 0.05,
@@ -318,7 +318,7 @@ def _random_charger(rng: np.random.Generator, i: int, n_fuses: int, it: bool) ->
             drawing_a=(drawing[0], drawing[1], drawing[2]),
             charging_since=since if charging else None,
             waiting_since=None if charging else since,
-            switch_times=switches,
+            start_times=starts,
         )
     return Charger(
         id=f"cp{i}",

@@ -24,7 +24,7 @@ class Car:
     setpoint_a: float = 0.0
     charging_since: datetime | None = None
     waiting_since: datetime | None = None
-    switches: list[datetime] = field(default_factory=list)
+    starts: list[datetime] = field(default_factory=list)
     charging_intervals: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
 
@@ -54,7 +54,7 @@ class Garage:
                         drawing_a=(per_line[0], per_line[1], per_line[2]),
                         charging_since=car.charging_since,
                         waiting_since=car.waiting_since,
-                        switch_times=tuple(car.switches),
+                        start_times=tuple(car.starts),
                     ),
                 )
             )
@@ -75,12 +75,11 @@ class Garage:
             if on_now and not on_before:
                 car.charging_since, car.waiting_since = self.now, None
                 car.charging_intervals.append((self.now, None))
-                car.switches.append(self.now)
+                car.starts.append(self.now)
             elif on_before and not on_now:
                 car.charging_since, car.waiting_since = None, self.now
                 start, _ = car.charging_intervals[-1]
                 car.charging_intervals[-1] = (start, self.now)
-                car.switches.append(self.now)
             car.setpoint_a = decision.current_a
         self.now += timedelta(seconds=step_s)
         return allocation
@@ -108,7 +107,7 @@ def _waits(car: Car, end: datetime) -> list[float]:
     return waits
 
 
-def _max_switches_in_an_hour(times: list[datetime]) -> int:
+def _max_starts_in_an_hour(times: list[datetime]) -> int:
     return max(
         (sum(1 for u in times if t <= u < t + timedelta(hours=1)) for t in times),
         default=0,
@@ -130,17 +129,17 @@ def test_waiting_is_bounded_by_the_rotation_queue(grid: str, n_cars: int, places
         waits = _waits(car, garage.now)
         assert car.charging_intervals, f"{car.id} never charged"
         assert max(waits) <= bound_s, (car.id, waits, bound_s)
-        assert _max_switches_in_an_hour(car.switches) <= policy.max_switches_per_hour
+        assert _max_starts_in_an_hour(car.starts) <= policy.max_starts_per_hour
 
 
 def test_a_short_rotation_period_is_held_to_the_start_stop_limit() -> None:
-    # Rotation alone would switch every minute; the wear limit must win, and no one may starve.
-    policy = Policy(rotation_period_s=60.0, max_switches_per_hour=4)
+    # Rotation alone would start a car every minute; the wear limit must win, and no one may starve.
+    policy = Policy(rotation_period_s=60.0, max_starts_per_hour=2)
     garage = _garage("TN", 3, 1, policy)
     for _ in range(int(3 * 3600 / 10)):
         garage.run_step(10.0)
     for car in garage.cars:
-        assert _max_switches_in_an_hour(car.switches) <= 4, car.id
+        assert _max_starts_in_an_hour(car.starts) <= 2, car.id
         charged = sum(
             ((stop or garage.now) - start).total_seconds() for start, stop in car.charging_intervals
         )
@@ -153,7 +152,7 @@ def test_when_everyone_fits_nobody_is_paused_for_rotation() -> None:
     for _ in range(200):
         allocation = garage.run_step(10.0)
     assert all(d.state == "charging" for d in allocation.chargers.values())
-    assert all(len(car.switches) == 1 for car in garage.cars)
+    assert all(len(car.starts) == 1 for car in garage.cars)
 
 
 def test_a_tapering_car_frees_current_and_gets_it_back() -> None:
