@@ -93,7 +93,7 @@ class Dispatcher:
         self._limiters = dict(limiters)
         self._clock = clock
         self._config = config or DispatchConfig()
-        self._on_change = on_change
+        self.on_change = on_change
         self._states = {charger_id: _ChargerState() for charger_id in self._limiters}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,6 +118,9 @@ class Dispatcher:
         if state is not None:
             state.acked_a = None
             state.acked_mono = -math.inf
+            # Retry at once: a backoff earned while it was offline says nothing about it now.
+            state.failures = 0
+            state.retry_mono = -math.inf
             self._wake.set()
 
     # ----------------------------------------------------------------------------------- outputs
@@ -303,8 +306,8 @@ class Dispatcher:
                 retry_in_s=backoff_s,
             )
         self._wake.set()
-        if self._on_change is not None:
-            self._on_change()
+        if self.on_change is not None:
+            self.on_change()
 
 
 def _round_down(current_a: float) -> float:

@@ -18,6 +18,8 @@ from typing import Protocol, TypeAlias, cast
 # Order here is the order in `sitectl --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.demo",
+    "controller.cli.run",
+    "controller.cli.status",
     "controller.cli.config",
     "controller.cli.han",
     "controller.cli.secret",

@@ -33,9 +33,9 @@ def _check(args: argparse.Namespace) -> int:
 
     env = dict(os.environ)
     try:
-        # The fail-safe budget needs the electrical model of controller.allocation; until the
-        # composition root wires it here, the summary says it was not checked.
-        settings = load_settings(args.file, env, failsafe_budget_check=None)
+        from controller.allocation.settings_check import failsafe_budget_problems
+
+        settings = load_settings(args.file, env, failsafe_budget_check=failsafe_budget_problems)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -45,7 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     overrides = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and "__" in k)
     if overrides:
         print(f"  environment overrides: {', '.join(overrides)}")
-    print("  fail-safe budget: not checked (needs the electrical model; not wired into this command yet)")
+    print("  fail-safe budget: fits (every charger at its safe current plus the configured base load)")
     for warning in missing_files(settings):
         print(f"warning: {warning}", file=sys.stderr)
     return 0

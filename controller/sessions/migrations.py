@@ -68,6 +68,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX command_audit_by_time ON command_audit (received_utc);
     """,
+    # 4: the local authorization list from the backend, so residents charge while the cloud is away.
+    """
+    CREATE TABLE auth_list (
+        id_tag      TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        expiry_utc  TEXT,
+        group_id    TEXT
+    );
+    CREATE TABLE auth_list_version (
+        singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
+        version     INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

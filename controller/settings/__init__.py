@@ -9,6 +9,7 @@ from controller.settings.checks import ConfigProblem, SiteCheck, site_problems
 from controller.settings.loader import ConfigError, load_settings
 from controller.settings.model import SiteSettings
 from controller.settings.sections import (
+    AuthorizationSection,
     ChargerSection,
     ControlSection,
     FuseSection,
@@ -24,6 +25,7 @@ from controller.settings.sections import (
 )
 
 __all__ = [
+    "AuthorizationSection",
     "ChargerSection",
     "ConfigError",
     "ConfigProblem",

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from controller.settings.checks import site_problems
 from controller.settings.sections import (
+    AuthorizationSection,
     ChargerSection,
     ControlSection,
     FuseSection,
@@ -58,6 +59,8 @@ class SiteSettings(BaseSettings):
     """[[chargers]]: the charging points (none: every charger must be adopted)."""
     mqtt: MqttSection | None = None
     """Absent: no uplink; sessions wait in the outbox."""
+    authorization: AuthorizationSection = AuthorizationSection()
+    """[authorization]: what happens to tags on no list."""
     storage: StorageSection = StorageSection()
     """[storage]: the ledger path."""
     control: ControlSection = ControlSection()

@@ -335,6 +335,14 @@ class MqttSection(Section):
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
+class AuthorizationSection(Section):
+    """[authorization]: who may charge when a tag is on no list the box holds."""
+
+    accept_unknown_tags: bool = False
+    """true: a tag that is neither on the local authorization list (from the backend) nor in the
+    cache may still charge; the session is recorded and billed by its tag. false: it is refused."""
+
+
 class StorageSection(Section):
     """[storage]: where billing data lives."""
 

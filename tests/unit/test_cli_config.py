@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,7 +28,23 @@ def test_example_is_ok_with_a_summary(capsys: pytest.CaptureFixture[str]) -> Non
     assert out.startswith(f"OK: {EXAMPLE}\n")
     assert "site solbakken-brl (Europe/Oslo), IT 230 V" in out
     assert "chargers: 6 (5 ocpp, 1 modbus; 3 three-phase, 3 single-phase)" in out
-    assert "fail-safe budget: not checked" in out
+    assert "fail-safe budget: fits" in out
+
+
+def test_safe_currents_that_would_blow_a_fuse_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Raise every safe current to the charger's maximum: a dead controller would then let all of
+    # them run flat out, which the main fuse cannot carry.
+    text = EXAMPLE.read_text()
+    text = re.sub(r"safe_current_a = \d+", "safe_current_a = 16", text)
+    text = text.replace("limit_a = 125", "limit_a = 40")
+    site = tmp_path / "site.toml"
+    site.write_text(text)
+    assert main(["config", "check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "fail-safe budget" in err
+    assert "fuse 'main'" in err
 
 
 def test_missing_tls_files_are_warnings(capsys: pytest.CaptureFixture[str]) -> None:

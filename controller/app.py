@@ -1,0 +1,376 @@
+"""The composition root: site configuration → drivers → a TaskGroup of named tasks.
+
+The only module that imports every part. Start-up order is the order of trust: the ledger must pass
+its integrity check, the configuration its cross-checks (including the fail-safe budget), and the
+OCPP listener must be installing safe profiles before systemd hears READY. Shutdown pushes every
+connected charger to its safe current and commits the ledger before the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from controller.api import register_methods
+from controller.authorization import AuthListStore, SiteAuthorizer
+from controller.commands import SiteCommandHandler
+from controller.dispatch import DispatchConfig, Dispatcher
+from controller.localapi.server import ControlServer, MethodRegistry
+from controller.loop import ControlLoop
+from controller.reporting import CycleReporter
+from controller.sdnotify import SystemdNotifier, run_watchdog
+from controller.sessions import Ledger, OcppTransactionIds, SessionRecorder
+from controller.settings import ChargerSection, SiteSettings
+from controller.site.state import SiteState
+from controller.uplink import Uplink, UplinkConfig
+from drivers.contracts import ChargerEvent, Clock, CurrentLimiter, MeterReading
+from drivers.han import HanReader
+from drivers.ocpp import CentralSystem, ChargePointConfig, ChargerHandle, CsmsConfig, LocalAuthList, Quirks
+from drivers.ocpp.config import SecurityProfile
+
+log = structlog.get_logger("app")
+
+# A charger with a car that has said nothing for this many MeterValues intervals counts as silent.
+SILENT_INTERVALS = 3
+
+
+class StartupError(Exception):
+    """The daemon must not start (and must not report READY); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Timing the configuration does not expose; tests and the simulator shorten them."""
+
+    tick_s: float = 2.0
+    command_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 10.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: SiteSettings,
+        clock: Clock,
+        *,
+        notifier: SystemdNotifier | None = None,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or SystemdNotifier({})
+        self.tuning = tuning or Tuning()
+        self._sessions_queue: asyncio.Queue[ChargerEvent] = asyncio.Queue()
+        self.csms: CentralSystem | None = None
+        self.han: HanReader | None = None
+        self.loop: ControlLoop | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.ledger: Ledger | None = None
+        self.recorder: SessionRecorder | None = None
+        self.uplink: Uplink | None = None
+        self.site: SiteState | None = None
+        self.ready = asyncio.Event()
+        self.session_errors = 0
+
+    # ----------------------------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        unsupported = [c.id for c in settings.chargers if c.protocol != "ocpp"]
+        if unsupported:
+            # No Modbus driver yet: such a charger cannot be commanded, so it is budgeted as an
+            # offline charger at its maximum (it never reports, so it never counts as online).
+            log.error("app.charger_protocol_not_supported", chargers=unsupported, protocol="modbus")
+        zone = ZoneInfo(settings.site.timezone)
+        async with contextlib.AsyncExitStack() as stack:
+            ledger = await stack.enter_async_context(await Ledger.open(settings.storage.path))
+            self.ledger = ledger
+            auth_list = LocalAuthList()
+            auth_store = AuthListStore(ledger)
+            await auth_store.load_into(auth_list)
+            authorizer = SiteAuthorizer(auth_list, accept_unknown=settings.authorization.accept_unknown_tags)
+            self.recorder = SessionRecorder(ledger, self.clock, zone=zone)
+
+            site = SiteState(settings, charger_silent_after_s=SILENT_INTERVALS * 10.0)
+            self.site = site
+            csms = self._central_system(authorizer, OcppTransactionIds(ledger))
+            handles: dict[str, ChargerHandle] = {}
+            if csms is not None:
+                handles = {cid: csms.charger(cid) for cid in csms.charger_ids()}
+            limiters: dict[str, CurrentLimiter] = dict(handles)
+            policy = settings.policy
+            dispatcher = Dispatcher(
+                limiters,
+                self.clock,
+                DispatchConfig(
+                    lease_s=policy.lease_s,
+                    settle_s=policy.settle_s,
+                    deadband_a=policy.deadband_a,
+                    command_timeout_s=self.tuning.command_timeout_s,
+                ),
+            )
+            self.dispatcher = dispatcher
+            loop = ControlLoop(
+                site,
+                dispatcher,
+                self.clock,
+                safe_currents_a={c.id: c.safe_current_a for c in settings.chargers},
+                tick_s=self.tuning.tick_s,
+            )
+            self.loop = loop
+            dispatcher.on_change = loop.poke
+
+            uplink = None
+            if settings.mqtt is not None:
+                handler = SiteCommandHandler(
+                    site=site,
+                    auth_list=auth_list,
+                    auth_store=auth_store,
+                    remote=handles,
+                    availability=handles,
+                    recompute=loop.poke,
+                )
+                uplink = Uplink(self._uplink_config(), ledger, self.clock, command_handler=handler)
+            root = next(f.id for f in settings.fuses if f.parent is None)
+            reporter = CycleReporter(
+                site,
+                root_fuse=root,
+                safety_margin_a=policy.safety_margin_a,
+                on_site=None if uplink is None else uplink.telemetry.update_site,
+                on_charger=None if uplink is None else uplink.telemetry.update_charger,
+                on_event=None if uplink is None else uplink.events.emit,
+            )
+            loop.add_observer(reporter)
+
+            # Network services close before the ledger does, and before the last session events
+            # are drained into it: nothing can arrive after the drain.
+            services = await stack.enter_async_context(contextlib.AsyncExitStack())
+            if csms is not None:
+                self.csms = await services.enter_async_context(csms)
+            if uplink is not None:
+                self.uplink = await services.enter_async_context(uplink)
+            registry = MethodRegistry()
+            register_methods(registry, self)
+            await services.enter_async_context(
+                ControlServer(settings.control.socket_path, registry, group=settings.control.socket_group)
+            )
+            if settings.meter is not None:
+                self.han = HanReader(
+                    settings.meter.port,
+                    vendor=settings.meter.vendor,
+                    ct_ratio=settings.meter.ct_ratio,
+                    clock=self.clock,
+                    sink=self._meter_sink,
+                    silence_after_s=policy.meter_stale_intervals * settings.meter.full_list_interval_s,
+                )
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(loop.run(), name="control-loop")
+                    tasks.create_task(dispatcher.run(), name="dispatcher")
+                    tasks.create_task(self._record_sessions(), name="sessions")
+                    if self.han is not None:
+                        tasks.create_task(self.han.run(), name="han-reader")
+                    tasks.create_task(run_watchdog(self.notifier, self._healthy), name="watchdog")
+                    loop.cycle("start")
+                    self.notifier.ready(f"{len(settings.chargers)} chargers configured")
+                    self.ready.set()
+                    log.info(
+                        "app.ready",
+                        site=settings.site.id,
+                        chargers=len(settings.chargers),
+                        ocpp_port=None if self.csms is None else self.csms.port,
+                        meter=None if settings.meter is None else settings.meter.port,
+                    )
+                    await stop.wait()
+                    self.notifier.stopping("pushing safe limits")
+                    await self._push_safe_limits()
+                    raise _Stop
+            except* _Stop:
+                pass
+            await services.aclose()
+            await self._drain_sessions()
+        log.info("app.stopped")
+
+    # ------------------------------------------------------------------------------------ wiring
+
+    def _central_system(
+        self, authorizer: SiteAuthorizer, transaction_ids: OcppTransactionIds
+    ) -> CentralSystem | None:
+        settings = self.settings
+        if settings.ocpp is None:
+            return None
+        ocpp = settings.ocpp
+        config = CsmsConfig(
+            host=ocpp.host,
+            port=ocpp.port,
+            security_profile=SecurityProfile(ocpp.security_profile),
+            adoption=ocpp.adoption,
+            tls_cert_file=None if ocpp.cert_file is None else str(ocpp.cert_file),
+            tls_key_file=None if ocpp.key_file is None else str(ocpp.key_file),
+            tls_ca_file=None if ocpp.ca_file is None else str(ocpp.ca_file),
+            default_subprotocol=ocpp.default_subprotocol,
+            lease_s=settings.policy.lease_s,
+            heartbeat_interval_s=ocpp.heartbeat_interval_s,
+            call_timeout_s=self.tuning.command_timeout_s,
+        )
+        return CentralSystem(
+            config,
+            charge_points(settings),
+            clock=self.clock,
+            sink=self._charger_sink,
+            authorizer=authorizer,
+            transaction_ids=transaction_ids,
+        )
+
+    def _uplink_config(self) -> UplinkConfig:
+        settings = self.settings
+        mqtt = settings.mqtt
+        assert mqtt is not None
+        return UplinkConfig(
+            url=mqtt.url,
+            site_id=settings.site.id,
+            client_id=mqtt.client_id or f"sitectl-{settings.site.id}",
+            prefix=mqtt.prefix,
+            ca_file=mqtt.ca_file,
+            cert_file=mqtt.cert_file,
+            key_file=mqtt.key_file,
+            fuse_ratings_a={f.id: f.limit_a for f in settings.fuses},
+            charger_ids=frozenset(c.id for c in settings.chargers),
+        )
+
+    # ------------------------------------------------------------------------------------- sinks
+
+    def _meter_sink(self, reading: MeterReading) -> None:
+        if self.loop is not None:
+            self.loop.meter_sink(reading)
+
+    def _charger_sink(self, event: ChargerEvent) -> None:
+        # Billing first: the sessions queue is unbounded so that no event is ever dropped.
+        self._sessions_queue.put_nowait(event)
+        if self.loop is not None:
+            self.loop.charger_sink(event)
+
+    # ------------------------------------------------------------------------------------- tasks
+
+    async def _record_sessions(self) -> None:
+        assert self.recorder is not None
+        backoff_s = 0.5
+        while True:
+            batch = [await self._sessions_queue.get()]
+            while not self._sessions_queue.empty():
+                batch.append(self._sessions_queue.get_nowait())
+            while True:
+                try:
+                    await self.recorder.handle_many(batch)
+                    backoff_s = 0.5
+                    break
+                except asyncio.CancelledError:
+                    # Put the batch back so the shutdown drain still records it.
+                    for event in reversed(batch):
+                        _push_front(self._sessions_queue, event)
+                    raise
+                except Exception:
+                    # The ledger is the source of truth for billing: keep the batch and retry.
+                    self.session_errors += 1
+                    log.exception("app.sessions_write_failed", events=len(batch), retry_in_s=backoff_s)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, 30.0)
+
+    async def _drain_sessions(self) -> None:
+        if self.recorder is None or self._sessions_queue.empty():
+            return
+        batch: list[ChargerEvent] = []
+        while not self._sessions_queue.empty():
+            batch.append(self._sessions_queue.get_nowait())
+        try:
+            await self.recorder.handle_many(batch)
+            log.info("app.sessions_drained", events=len(batch))
+        except Exception:
+            log.exception("app.sessions_drain_failed", events=len(batch))
+
+    async def _push_safe_limits(self) -> None:
+        """SIGTERM: every connected charger to its safe current now, rather than at lease expiry."""
+        if self.csms is None:
+            return
+        safe = {c.id: c.safe_current_a for c in self.settings.chargers if c.protocol == "ocpp"}
+        connected = set(self.csms.connected_identities())
+        targets = {
+            cid: current_a for cid, current_a in safe.items() if _identity(self.settings, cid) in connected
+        }
+
+        async def push(charger_id: str, current_a: float) -> None:
+            assert self.csms is not None
+            handle = self.csms.charger(charger_id)
+            result = await handle.set_current(
+                current_a, lease_s=self.settings.policy.lease_s, timeout_s=self.tuning.command_timeout_s
+            )
+            log.info(
+                "app.safe_limit_pushed", charger=charger_id, current_a=current_a, outcome=str(result.outcome)
+            )
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.clock.loop_seconds(self.tuning.shutdown_timeout_s)):
+                await asyncio.gather(*(push(c, a) for c, a in targets.items()), return_exceptions=True)
+
+    def _healthy(self) -> bool:
+        loop = self.loop
+        if loop is None or loop.last is None:
+            return False
+        age_s = self.clock.monotonic() - loop.last.started_mono
+        return age_s < 5 * self.tuning.tick_s
+
+
+class _Stop(Exception):
+    pass
+
+
+def _push_front(queue: asyncio.Queue[Any], item: Any) -> None:
+    # asyncio.Queue has no appendleft; its deque is an implementation detail worth relying on here
+    # only because losing a billing event would be worse.
+    queue._queue.appendleft(item)  # type: ignore[attr-defined]
+
+
+def _identity(settings: SiteSettings, charger_id: str) -> str:
+    return settings.charger(charger_id).identity
+
+
+def charge_points(settings: SiteSettings) -> list[ChargePointConfig]:
+    """Group the site's OCPP charging points by identity (one charger, several connectors)."""
+    groups: dict[str, list[ChargerSection]] = defaultdict(list)
+    for charger in settings.chargers:
+        if charger.protocol == "ocpp":
+            groups[charger.identity].append(charger)
+    points = []
+    for identity, members in groups.items():
+        first = members[0]
+        points.append(
+            ChargePointConfig(
+                identity=identity,
+                connectors={c.connector: c.id for c in members},
+                password_hash=first.password_hash,
+                safe_current_a=min(c.safe_current_a for c in members),
+                max_current_a=max(c.max_a for c in members),
+                phases=settings.charger_phases(first),
+                quirks=quirks(first.quirks, settings.grid.nominal_voltage_v),
+            )
+        )
+    return points
+
+
+def quirks(values: Mapping[str, bool | int | float | str], nominal_voltage_v: float) -> Quirks:
+    relaxed = values.get("relaxed_actions", "")
+    phase = values.get("phase_to_use")
+    return Quirks(
+        stack_level_zero_only=bool(values.get("stack_level_zero_only", False)),
+        limit_in_watts=bool(values.get("limit_in_watts", False)),
+        nominal_voltage_v=nominal_voltage_v,
+        relaxed_actions=tuple(a.strip() for a in str(relaxed).split(",") if a.strip()),
+        phase_to_use=int(phase) if isinstance(phase, int | float) and not isinstance(phase, bool) else None,
+    )

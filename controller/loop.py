@@ -1,0 +1,145 @@
+"""The event-driven control loop: readings and statuses in, setpoints out (DESIGN.md §5).
+
+Every meter reading and every charger status change triggers a recomputation; so does a tick, because
+a silent meter sends nothing that could trigger one, and staleness is exactly what must be acted on.
+Events that arrive while a cycle runs are folded into the next one, so a burst costs one allocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from controller.allocation import Allocation, SiteSnapshot, allocate
+from controller.allocation.model import OFFLINE
+from controller.dispatch import ChargerTarget, Dispatcher
+from controller.site.state import SiteState
+from drivers.contracts import ChargerEvent, ChargerStatus, Clock, MeterReading
+
+log = structlog.get_logger("loop")
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One recomputation: what the allocator saw and what it decided."""
+
+    number: int
+    snapshot: SiteSnapshot
+    allocation: Allocation
+    trigger: str  # "meter", "charger", "tick" or "dispatch"
+    started_mono: float
+    compute_s: float  # wall-clock seconds spent (for the benchmark and `sitectl status`)
+
+
+CycleObserver = Callable[[Cycle], None]
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        site: SiteState,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        *,
+        safe_currents_a: dict[str, float],
+        tick_s: float = 2.0,
+        observers: Sequence[CycleObserver] = (),
+    ) -> None:
+        self._site = site
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._safe_currents_a = safe_currents_a
+        self._tick_s = tick_s
+        self._observers = list(observers)
+        self._inbox: list[MeterReading | ChargerEvent] = []
+        self._wake = asyncio.Event()
+        self._trigger = "tick"
+        self._online: dict[str, bool] = {}
+        self.cycles = 0
+        self.errors = 0
+        self.last: Cycle | None = None
+
+    # ----------------------------------------------------------------------- sinks (never block)
+
+    def meter_sink(self, reading: MeterReading) -> None:
+        self._inbox.append(reading)
+        self._trigger = "meter"
+        self._wake.set()
+
+    def charger_sink(self, event: ChargerEvent) -> None:
+        self._inbox.append(event)
+        if self._trigger != "meter":
+            self._trigger = "charger"
+        self._wake.set()
+
+    def poke(self) -> None:
+        """The dispatcher learnt something (an ack or a failure): budgets may have changed."""
+        if self._trigger == "tick":
+            self._trigger = "dispatch"
+        self._wake.set()
+
+    def add_observer(self, observer: CycleObserver) -> None:
+        self._observers.append(observer)
+
+    # ------------------------------------------------------------------------------------ engine
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._clock.loop_seconds(self._tick_s)):
+                    await self._wake.wait()
+            self._wake.clear()
+            trigger, self._trigger = self._trigger, "tick"
+            try:
+                self.cycle(trigger)
+            except Exception:
+                # A bug in one cycle must not stop the loop: the chargers' leases keep them safe
+                # meanwhile, and the watchdog notices when cycles stop succeeding.
+                self.errors += 1
+                log.exception("loop.cycle_failed", trigger=trigger)
+
+    def cycle(self, trigger: str = "tick") -> Cycle:
+        started = time.perf_counter()
+        inbox, self._inbox = self._inbox, []
+        for item in inbox:
+            if isinstance(item, MeterReading):
+                self._site.ingest_meter(item)
+            else:
+                self._site.ingest_charger(item)
+                if isinstance(item, ChargerStatus):
+                    self._note_connection(item)
+        now_mono = self._clock.monotonic()
+        snapshot = self._site.snapshot(now_mono, self._clock.utc_now(), self._dispatcher.budget_a)
+        allocation = allocate(snapshot)
+        self._site.note_allocation(allocation, snapshot.now)
+        # Offline chargers cannot be commanded; they are budgeted at their maximum instead, and
+        # the dispatcher starts them from their safe current when they come back.
+        self._dispatcher.submit(
+            {
+                charger_id: ChargerTarget(decision.current_a, self._safe_currents_a.get(charger_id, 0.0))
+                for charger_id, decision in allocation.chargers.items()
+                if decision.limited_by != OFFLINE
+            }
+        )
+        self.cycles += 1
+        cycle = Cycle(self.cycles, snapshot, allocation, trigger, now_mono, time.perf_counter() - started)
+        self.last = cycle
+        for observer in self._observers:
+            try:
+                observer(cycle)
+            except Exception:
+                log.exception("loop.observer_failed", observer=getattr(observer, "__name__", repr(observer)))
+        return cycle
+
+    def _note_connection(self, status: ChargerStatus) -> None:
+        was_online = self._online.get(status.charger_id)
+        self._online[status.charger_id] = status.online
+        if status.online and was_online is not True:
+            # A (re)connected charger has lost or may have lost its dynamic limit: its value is
+            # unknown again, and the dispatcher's first step goes no higher than its safe current.
+            self._dispatcher.forget(status.charger_id)

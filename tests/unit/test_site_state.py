@@ -1,0 +1,237 @@
+"""Readings and statuses into the snapshot: lines learnt, unknowns kept unknown, rotation memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.allocation import Allocation, ChargerDecision
+from controller.allocation.model import ChargerState
+from controller.settings import SiteSettings, load_settings
+from controller.site.state import SiteState
+from drivers.contracts import (
+    ChargerStatus,
+    ConnectorState,
+    MeterList,
+    MeterReading,
+    MeterVendor,
+    ReceiveTime,
+)
+
+T0 = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
+
+SITE = """
+[site]
+id = "test"
+[grid]
+type = "{grid}"
+[meter]
+fuse = "main"
+port = "/dev/null"
+[[fuses]]
+id = "main"
+limit_a = 63
+[[fuses]]
+id = "c1"
+parent = "main"
+limit_a = 32
+[ocpp]
+listen = "127.0.0.1:9000"
+[[chargers]]
+id = "one"
+protocol = "ocpp"
+fuse = "c1"
+lines = {one_lines}
+max_a = 32
+safe_current_a = 6
+password_hash = "x"
+[[chargers]]
+id = "three"
+protocol = "ocpp"
+fuse = "c1"
+lines = ["L2", "L3", "L1"]
+max_a = 32
+safe_current_a = 6
+password_hash = "x"
+"""
+
+
+def settings(tmp_path: Path, grid: str = "IT") -> SiteSettings:
+    one_lines = '["L1", "L2"]' if grid == "IT" else '["L2"]'
+    path = tmp_path / "site.toml"
+    path.write_text(SITE.format(grid=grid, one_lines=one_lines))
+    return load_settings(path, {})
+
+
+def status(
+    charger_id: str,
+    state: ConnectorState,
+    measured: tuple[float | None, float | None, float | None] = (None, None, None),
+    *,
+    seen_s: float = 0.0,
+    online: bool = True,
+) -> ChargerStatus:
+    return ChargerStatus(
+        charger_id=charger_id,
+        online=online,
+        state=state,
+        vehicle_connected=state is not ConnectorState.AVAILABLE,
+        measured_current_a=measured,
+        transaction_id="7" if state is not ConnectorState.AVAILABLE else None,
+        last_seen=ReceiveTime(seen_s, T0),
+    )
+
+
+def snapshot_charger(site: SiteState, charger_id: str, now_s: float = 1.0):  # type: ignore[no-untyped-def]
+    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), lambda _cid: 10.0)
+    return next(c for c in snap.chargers if c.id == charger_id)
+
+
+def test_three_phase_car_lines_follow_the_charger_rotation(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (15.9, 16.1, 15.8)))
+    charger = snapshot_charger(site, "three")
+    assert charger.vehicle is not None
+    assert charger.vehicle.active_lines == ("L2", "L3", "L1")
+    assert charger.vehicle.drawing_a == (15.8, 15.9, 16.1)  # terminal 1 is on L2, terminal 3 on L1
+
+
+def test_single_phase_car_on_a_three_phase_it_charger_stays_unknown(tmp_path: Path) -> None:
+    # One terminal of three carries current: which line pair it is cannot be told, so the worst case.
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 0.0, 0.0)))
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.active_lines is None
+
+
+def test_single_phase_car_on_a_three_phase_tn_charger_is_learnt(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 0.2, None)))
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.active_lines == ("L2",)
+
+
+def test_it_single_phase_charger_loads_both_lines_with_its_branch_current(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("one", ConnectorState.CHARGING, (12.5, None, None)))
+    vehicle = snapshot_charger(site, "one").vehicle
+    assert vehicle is not None
+    assert vehicle.active_lines == ("L1", "L2")
+    assert vehicle.drawing_a == (12.5, 12.5, None)
+
+
+def test_learnt_lines_survive_a_pause_and_are_forgotten_when_the_car_leaves(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 0.0)))
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE, (0.0, 0.0, 0.0)))
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.active_lines == ("L2", "L3")
+    site.ingest_charger(status("three", ConnectorState.AVAILABLE))
+    assert snapshot_charger(site, "three").vehicle is None
+    site.ingest_charger(status("three", ConnectorState.PREPARING))
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.active_lines is None
+
+
+@pytest.mark.parametrize(
+    ("state", "wants"),
+    [
+        (ConnectorState.CHARGING, True),
+        (ConnectorState.SUSPENDED_EVSE, True),
+        (ConnectorState.SUSPENDED_EV, True),
+        (ConnectorState.FINISHING, False),
+    ],
+)
+def test_which_cars_want_energy(tmp_path: Path, state: ConnectorState, wants: bool) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", state))
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.wants_energy is wants
+
+
+def test_a_charging_charger_that_goes_quiet_counts_as_offline(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path), charger_silent_after_s=30.0)
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=0.0))
+    assert snapshot_charger(site, "three", now_s=29.0).online
+    assert not snapshot_charger(site, "three", now_s=31.0).online
+    # An idle charger says little and that is fine.
+    site.ingest_charger(status("one", ConnectorState.AVAILABLE, seen_s=0.0))
+    assert snapshot_charger(site, "one", now_s=3600.0).online
+
+
+def test_a_charger_never_heard_of_is_offline(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    assert not snapshot_charger(site, "one").online
+
+
+def test_meter_line_absent_stays_absent_and_age_is_reported(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_meter(
+        MeterReading(
+            MeterVendor.AIDON,
+            MeterList.FULL,
+            ReceiveTime(5.0, T0),
+            active_power_import_w=9000.0,
+            current_l1_a=30.0,
+            current_l2_a=None,
+            current_l3_a=25.0,
+        )
+    )
+    snap = site.snapshot(8.0, T0, lambda _cid: None)
+    (meter,) = snap.meters
+    assert meter.currents_a == (30.0, None, 25.0)
+    assert meter.age_s == pytest.approx(3.0)
+
+
+def test_cloud_limits_only_lower_a_fuse(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    assert site.set_fuse_limit("main", 50.0) == 50.0
+    assert site.set_fuse_limit("main", 80.0) == 63.0
+    assert site.set_fuse_limit("main", None) == 63.0
+    site.set_fuse_limit("c1", 20.0)
+    snap = site.snapshot(0.0, T0, lambda _cid: None)
+    assert {f.id: f.limit_a for f in snap.fuses} == {"main": 63.0, "c1": 20.0}
+
+
+def decide(site: SiteState, now: datetime, **states: ChargerState) -> None:
+    site.note_allocation(
+        Allocation(
+            chargers={
+                cid: ChargerDecision(6.0 if s == "charging" else 0.0, s, None, 6.0)
+                for cid, s in states.items()
+            },
+            fuses={},
+        ),
+        now,
+    )
+
+
+def test_rotation_memory_records_starts_pauses_and_forgets_after_an_hour(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
+    decide(site, T0, three="paused")
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.waiting_since == T0
+    assert vehicle.start_times == ()
+    decide(site, T0 + timedelta(minutes=15), three="charging")
+    decide(site, T0 + timedelta(minutes=30), three="paused")
+    decide(site, T0 + timedelta(minutes=45), three="charging")
+    decide(site, T0 + timedelta(minutes=50), three="paused")
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.charging_since is None
+    assert vehicle.waiting_since == T0 + timedelta(minutes=50)
+    assert vehicle.start_times == (T0 + timedelta(minutes=15), T0 + timedelta(minutes=45))
+    decide(site, T0 + timedelta(minutes=80), three="charging")
+    vehicle = snapshot_charger(site, "three").vehicle
+    assert vehicle is not None
+    assert vehicle.charging_since == T0 + timedelta(minutes=80)
+    assert vehicle.start_times == (T0 + timedelta(minutes=45), T0 + timedelta(minutes=80))
