@@ -205,9 +205,10 @@ class VirtualCharger(ABC):
         if conn.car is not None:
             raise ValueError(f"{self.spec.identity}/{connector_id} already has a car")
         n = min(car.spec.phases, self.phases)
-        coeffs = car_load(self.grid, list(self.spec.lines), n)
+        lines = self.spec.lines_of(connector_id)
+        coeffs = car_load(self.grid, list(lines), n)
         car.power_per_amp_w = power_per_amp_w(coeffs, self._star_v)
-        conn.terminal_per_amp = tuple(float(abs(coeffs[line_index(line)])) for line in self.spec.lines)
+        conn.terminal_per_amp = tuple(float(abs(coeffs[line_index(line)])) for line in lines)
         conn.car, conn.id_tag, conn.finishing = car, id_tag, False
         if conn.remote is not None and conn.remote[1] >= self.now_s:
             tag, _, remote_id = conn.remote
