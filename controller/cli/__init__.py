@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.config",
     "controller.cli.han",
     "controller.cli.secret",
+    "controller.cli.sim",
 )
 
 Handler = Callable[[argparse.Namespace], int]
