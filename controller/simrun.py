@@ -195,6 +195,7 @@ class DaemonUnderTest:
         self._log_file: IO[bytes] | None = None
         self.starts = 0
         self.kills = 0
+        self._killed_pid: int | None = None
         self.exit_codes: list[int] = []
 
     async def __aenter__(self) -> Self:
@@ -226,15 +227,15 @@ class DaemonUnderTest:
         """Start the process and wait until its control socket answers."""
         if self.running:
             raise DaemonError("the daemon is already running")
-        self._spawn()
+        proc = self._spawn()
         self.starts += 1
-        log.info("daemon_started", pid=self._proc.pid, start=self.starts)
+        log.info("daemon_started", pid=proc.pid, start=self.starts)
         await self.wait_ready()
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self._close_log()
         self._log_file = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
+        self._proc = proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
@@ -242,6 +243,7 @@ class DaemonUnderTest:
             env=self.env,
             cwd=self.cwd,
         )
+        return proc
 
     async def wait_ready(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,10 +269,15 @@ class DaemonUnderTest:
 
     def kill(self) -> None:
         """SIGKILL now (no-op when it is not running)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL)
+        # Not yet reaped after an earlier kill() is still one kill.
+        if self._killed_pid != proc.pid:
+            self._killed_pid = proc.pid
             self.kills += 1
-            log.info("daemon_killed", pid=self._proc.pid)
+            log.info("daemon_killed", pid=proc.pid)
 
     async def restart(self) -> None:
         """Kill it if it still runs, reap it, and start it again (ready on return)."""

@@ -447,6 +447,11 @@ class VirtualCharger(ABC):
                 self._stop_transaction(conn, reason)
             conn.pilot_a = 0.0
             conn.remote = None
+            # No supply, no current: the car stops at once (a pilot change takes it seconds).
+            if conn.car is not None:
+                conn.car.cut_supply()
+            conn.current_a, conn.mean_current_a, conn.power_w = 0.0, 0.0, 0.0
+            conn.terminal_a = tuple(0.0 for _ in conn.terminal_a)
             self._update_status(conn)
         self._rebooting_until_s = math.inf
         self._boot_reason = "PowerUp" if reason == "PowerLoss" else "RemoteReset"
