@@ -59,8 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
+    from controller.logs import configure_logging
     from simulator.cli import run_command
 
+    # Standard output carries the endpoints and the summary; the simulator's logs, warnings up,
+    # go to standard error (the daemon's own go to its log file).
+    configure_logging("warning", "console")
     if not args.with_daemon:
         if args.workdir is not None:
             print("sitectl sim run: --workdir goes with --with-daemon", file=sys.stderr)

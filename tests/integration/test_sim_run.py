@@ -17,7 +17,7 @@ import pytest
 from simulator.runner import SimulationRun, run_live
 from simulator.scenario_file import parse_scenario
 from tests.integration.sim_csms import CsmsState, running_csms
-from tests.support import REPO_ROOT, subprocess_env
+from tests.support import REPO_ROOT, sitectl_argv, subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +227,41 @@ def test_command_line_names_a_bad_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "scenario.sped: unknown key" in result.stderr
+
+
+def test_sitectl_sim_run_offline(tmp_path: Path) -> None:
+    scenario = REPO_ROOT / "simulator" / "scenarios" / "aidon_it_no_l2.toml"
+    result = subprocess.run(
+        sitectl_argv(
+            "sim",
+            "run",
+            str(scenario),
+            "--offline",
+            "--duration",
+            "300",
+            "--report",
+            str(tmp_path / "r.json"),
+        ),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["scenario"] == "aidon-it-no-l2"
+    assert "summary of aidon-it-no-l2 (300 s simulated)" in result.stdout
+
+
+def test_sitectl_sim_run_refuses_offline_with_a_daemon() -> None:
+    scenario = REPO_ROOT / "simulator" / "scenarios" / "aidon_it_no_l2.toml"
+    result = subprocess.run(
+        sitectl_argv("sim", "run", str(scenario), "--offline", "--with-daemon"),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--offline" in result.stderr
