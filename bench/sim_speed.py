@@ -9,6 +9,10 @@ Two measurements, each the median of several runs:
    and the lag at the end (clock time minus garage time) stays within a few steps.
 
     python -m bench.sim_speed [--runs 3] [--duration 1200] [--speeds 60,120,240,480]
+    python -m bench.sim_speed --scenario simulator/scenarios/it_125a_40_evening.toml --speeds 60
+
+With `--scenario` the garage is a scenario file's, and the networked runs are the whole live
+simulation (`SimulationRun`): its virtual meter on a pty as well as its chargers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -35,7 +40,9 @@ from simulator.chargers import ChargerSpec
 from simulator.clock import SimClock
 from simulator.garage import Garage
 from simulator.physics import FuseSpec
+from simulator.runner import SimulationRun
 from simulator.scenario import GridSpec, Scenario
+from simulator.scenario_file import LoadedScenario, load_scenario
 
 CHARGERS = 40
 TARGET_FACTOR = 60.0
@@ -117,7 +124,7 @@ class Networked:
     started: int
 
 
-async def networked_run(duration_s: float, speed: float) -> Networked:
+async def networked_run(duration_s: float, speed: float, loaded: LoadedScenario | None = None) -> Networked:
     counts: dict[str, int] = {}
     async with serve(
         lambda c: _csms(c, counts),
@@ -127,19 +134,32 @@ async def networked_run(duration_s: float, speed: float) -> Networked:
         ping_interval=None,
     ) as server:
         port = server.sockets[0].getsockname()[1]
-        clock = SimClock(speed, datetime(2026, 11, 22, 16, 0, tzinfo=UTC))
-        garage = Garage(scenario(duration_s, f"ws://127.0.0.1:{port}/ocpp"), clock)
-        start = time.perf_counter()
-        await garage.run()
-        wall = time.perf_counter() - start
+        url = f"ws://127.0.0.1:{port}/ocpp"
+        if loaded is not None:
+            async with SimulationRun(
+                loaded.with_overrides(duration_s=duration_s), speed=speed, csms_url=url
+            ) as sim:
+                clock, garage = sim.clock, sim.garage
+                start = time.perf_counter()
+                await sim.run()
+                wall = time.perf_counter() - start
+        else:
+            clock = SimClock(speed, datetime(2026, 11, 22, 16, 0, tzinfo=UTC))
+            garage = Garage(scenario(duration_s, url), clock)
+            start = time.perf_counter()
+            await garage.run()
+            wall = time.perf_counter() - start
         lag_s = clock.monotonic() - garage.now_s
         errors = sum(c.counters["call_errors_received"] for c in garage.chargers)
     started = sum(1 for c in garage.chargers for conn in c.connectors if conn.tx is not None)
     return Networked(duration_s / wall, lag_s, counts, errors, started)
 
 
-def offline_run(duration_s: float) -> float:
-    garage = Garage(scenario(duration_s, None))
+def offline_run(duration_s: float, loaded: LoadedScenario | None = None) -> float:
+    if loaded is not None:
+        garage = Garage(loaded.with_overrides(duration_s=duration_s).scenario)
+    else:
+        garage = Garage(scenario(duration_s, None))
     start = time.perf_counter()
     garage.run_offline()
     return duration_s / (time.perf_counter() - start)
@@ -152,23 +172,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=1200.0, help="simulated seconds per networked run")
     parser.add_argument("--speeds", default="60,120,240,480", help="clock speeds for the networked runs")
+    parser.add_argument("--scenario", type=Path, help="a scenario file instead of the built-in 40 chargers")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    loaded = load_scenario(args.scenario) if args.scenario is not None else None
+    chargers = len(loaded.scenario.chargers) if loaded is not None else CHARGERS
+    name = loaded.scenario.name if loaded is not None else "built-in"
 
-    offline = [offline_run(args.duration * 4) for _ in range(args.runs)]
+    offline = [offline_run(args.duration * 4, loaded) for _ in range(args.runs)]
     runs_text = ", ".join(f"{x:.0f}" for x in offline)
     print(
-        f"physics only, {CHARGERS} chargers, 0.25 s steps: median {statistics.median(offline):.0f}x "
+        f"{name}: physics only, {chargers} chargers: median {statistics.median(offline):.0f}x "
         f"real time (runs: {runs_text}; {args.duration * 4:.0f} s simulated each)"
     )
     for speed in (float(x) for x in args.speeds.split(",")):
-        runs = [asyncio.run(networked_run(args.duration, speed)) for _ in range(args.runs)]
+        runs = [asyncio.run(networked_run(args.duration, speed, loaded)) for _ in range(args.runs)]
         median = sorted(runs, key=lambda r: r.factor)[len(runs) // 2]
         print(
-            f"{CHARGERS} websocket chargers + garage, clock at {speed:.0f}x: median achieved "
+            f"{name}: {chargers} websocket chargers + garage, clock at {speed:.0f}x: median achieved "
             f"{median.factor:.0f}x, lag at end {statistics.median(r.lag_s for r in runs):.2f} sim s, "
             f"{sum(median.calls.values())} OCPP calls, {median.call_errors} call errors, "
-            f"{median.started}/{CHARGERS} transactions open at the end "
+            f"{median.started}/{chargers} transactions open at the end "
             f"(achieved per run: {', '.join(f'{r.factor:.0f}' for r in runs)})"
         )
 

@@ -104,6 +104,14 @@ class Car:
             self._last_pilot_a = limit_a
             self._pending.append((now_s + self.spec.response_delay_s, limit_a))
 
+    def cut_supply(self) -> None:
+        """The supply is gone (a fuse opened, the charger lost power): no current from now on,
+        without the response delay of a pilot change; pilot changes not yet followed are void."""
+        self._pending.clear()
+        self._followed_limit_a = 0.0
+        self._last_pilot_a = 0.0
+        self.current_a = 0.0
+
     def _draw_for(self, limit_a: float) -> float:
         if not self.wants_energy or limit_a <= 0:
             return 0.0

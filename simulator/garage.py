@@ -92,7 +92,7 @@ class Garage:
                 for n in range(1, charger.phases + 1):
                     loads[n] = self.grid.add_load(
                         spec.fuse,
-                        car_load(grid.type, list(spec.lines), n),
+                        car_load(grid.type, list(spec.lines_of(conn.id)), n),
                         f"{spec.identity}/{conn.id}/{n}ph",
                     )
                 self.slots.append(_Slot(charger, conn, loads))
@@ -353,9 +353,12 @@ class Garage:
         self._finish_visits()
         return self.recording.trimmed()
 
-    async def run(self) -> Recording:
-        """Step in pace with the clock, with the chargers connected to the scenario's CSMS."""
-        self.t0_s = self.clock.monotonic()
+    async def run(self, start_s: float | None = None) -> Recording:
+        """Step in pace with the clock, with the chargers connected to the scenario's CSMS.
+
+        `start_s` is the clock time that is the scenario's t = 0 (default: now); a caller that
+        schedules other things on the scenario's timeline (meter faults, a daemon kill) fixes it."""
+        self.t0_s = self.clock.monotonic() if start_s is None else start_s
         async with asyncio.TaskGroup() as group:
             tasks = []
             if self.scenario.csms_url is not None:

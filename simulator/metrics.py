@@ -105,7 +105,10 @@ def report(rec: Recording) -> dict[str, Any]:
         plug = v.plug_s if v.plug_s is not None else stop
         return max(1e-9, (stop - plug) / 3600.0)
 
-    queue_waits = [(v.plug_s if v.plug_s is not None else v.departure_s) - v.arrival_s for v in visits]
+    # A car still waiting when the run ended has waited until the end, not until its departure.
+    queue_waits = [
+        (v.plug_s if v.plug_s is not None else min(v.departure_s, end_s)) - v.arrival_s for v in visits
+    ]
     return {
         "version": 1,
         "scenario": rec.scenario,

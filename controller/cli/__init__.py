@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.han",
     "controller.cli.secret",
     "controller.cli.balance",
+    "controller.cli.sim",
 )
 
 Handler = Callable[[argparse.Namespace], int]

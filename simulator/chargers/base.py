@@ -205,9 +205,10 @@ class VirtualCharger(ABC):
         if conn.car is not None:
             raise ValueError(f"{self.spec.identity}/{connector_id} already has a car")
         n = min(car.spec.phases, self.phases)
-        coeffs = car_load(self.grid, list(self.spec.lines), n)
+        lines = self.spec.lines_of(connector_id)
+        coeffs = car_load(self.grid, list(lines), n)
         car.power_per_amp_w = power_per_amp_w(coeffs, self._star_v)
-        conn.terminal_per_amp = tuple(float(abs(coeffs[line_index(line)])) for line in self.spec.lines)
+        conn.terminal_per_amp = tuple(float(abs(coeffs[line_index(line)])) for line in lines)
         conn.car, conn.id_tag, conn.finishing = car, id_tag, False
         if conn.remote is not None and conn.remote[1] >= self.now_s:
             tag, _, remote_id = conn.remote
@@ -446,6 +447,11 @@ class VirtualCharger(ABC):
                 self._stop_transaction(conn, reason)
             conn.pilot_a = 0.0
             conn.remote = None
+            # No supply, no current: the car stops at once (a pilot change takes it seconds).
+            if conn.car is not None:
+                conn.car.cut_supply()
+            conn.current_a, conn.mean_current_a, conn.power_w = 0.0, 0.0, 0.0
+            conn.terminal_a = tuple(0.0 for _ in conn.terminal_a)
             self._update_status(conn)
         self._rebooting_until_s = math.inf
         self._boot_reason = "PowerUp" if reason == "PowerLoss" else "RemoteReset"

@@ -15,13 +15,16 @@ SUPPORTED_MEASURANDS = frozenset({*DEFAULT_MEASURANDS, "Current.Offered", "Volta
 class ChargerSpec:
     """One charger. `lines` are the grid lines of its terminals in terminal order (DESIGN.md 3):
     TN one line per phase; IT a single-phase charger has two (its phase and return terminals), a
-    three-phase charger three. `default_limit_a` is what it offers when no charging profile applies
-    (None: its hardware maximum). A limit below `min_current_a` pauses charging. Times are in
-    simulated seconds."""
+    three-phase charger three. `connector_lines` optionally gives each connector its own wiring (a
+    twin charger whose two single-phase outlets sit on different line pairs); all connectors then
+    have the same number of lines, and `lines` describes connector 1. `default_limit_a` is what it
+    offers when no charging profile applies (None: its hardware maximum). A limit below
+    `min_current_a` pauses charging. Times are in simulated seconds."""
 
     identity: str
     fuse: str
     lines: tuple[str, ...] = ("L1", "L2", "L3")
+    connector_lines: tuple[tuple[str, ...], ...] = ()
     version: Version = "1.6"
     connectors: int = 1
     max_current_a: float = 32.0
@@ -44,10 +47,19 @@ class ChargerSpec:
     def __post_init__(self) -> None:
         if not self.identity or "/" in self.identity:
             raise ValueError(f"charger identity {self.identity!r} is empty or contains '/'")
-        for line in self.lines:
-            line_index(line)
-        if len(set(self.lines)) != len(self.lines) or not 1 <= len(self.lines) <= 3:
-            raise ValueError(f"charger {self.identity}: lines must be 1-3 different lines, got {self.lines}")
+        for lines in (self.lines, *self.connector_lines):
+            for line in lines:
+                line_index(line)
+            if len(set(lines)) != len(lines) or not 1 <= len(lines) <= 3:
+                raise ValueError(f"charger {self.identity}: lines must be 1-3 different lines, got {lines}")
+        if self.connector_lines:
+            if len(self.connector_lines) != self.connectors:
+                raise ValueError(
+                    f"charger {self.identity}: connector_lines has {len(self.connector_lines)} entries "
+                    f"for {self.connectors} connectors"
+                )
+            if any(len(lines) != len(self.lines) for lines in self.connector_lines):
+                raise ValueError(f"charger {self.identity}: every connector needs as many lines as `lines`")
         if self.version not in ("1.6", "2.0.1"):
             raise ValueError(f"charger {self.identity}: version must be 1.6 or 2.0.1")
         if self.connectors < 1:
@@ -62,6 +74,12 @@ class ChargerSpec:
                 raise ValueError(f"charger {self.identity}: an IT charger needs two or three lines")
             return 1 if len(self.lines) == 2 else 3
         return len(self.lines)
+
+    def lines_of(self, connector_id: int) -> tuple[str, ...]:
+        """The grid lines of one connector's terminals (1-based connector id)."""
+        if self.connector_lines:
+            return self.connector_lines[connector_id - 1]
+        return self.lines
 
     @property
     def fallback_limit_a(self) -> float:

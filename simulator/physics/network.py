@@ -129,6 +129,9 @@ class GridModel:
         self.load_names: list[str] = []
         self._coeffs: ComplexArray = np.zeros((0, 3), dtype=np.complex128)
         self._member: FloatArray = np.zeros((len(self.tree), 0))
+        # The same matrix as complex numbers: numpy would otherwise convert it on every step, which
+        # costs more than the product itself in a garage of a few hundred loads.
+        self._member_c: ComplexArray = np.zeros((len(self.tree), 0), dtype=np.complex128)
         self._dirty = False
         self.trips = TripAccumulator([trip_curve(s.device, s.device_rated_a) for s in self.tree.specs])
         n = len(self.tree)
@@ -167,6 +170,7 @@ class GridModel:
                 member[i, j] = 1.0
                 i = self.tree.parent[i]
         self._member = member
+        self._member_c = member.astype(np.complex128)
         self.load_alive = ~((self.open.astype(np.float64) @ member) > 0)
         self._dirty = False
 
@@ -176,7 +180,7 @@ class GridModel:
         if self._dirty:
             self._build()
         flowing = np.where(self.load_alive, currents_a, 0.0)
-        phasors: ComplexArray = self._member @ (self._coeffs * flowing[:, None])
+        phasors: ComplexArray = self._member_c @ (self._coeffs * flowing[:, None])
         return phasors, np.abs(phasors)
 
     def step(self, currents_a: FloatArray, dt_s: float) -> list[str]:

@@ -107,3 +107,20 @@ def test_energy_wanted_is_grid_side() -> None:
 def test_bad_specs_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         CarSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_car_stops_at_once_when_its_supply_is_cut() -> None:
+    car = Car(CarSpec(response_delay_s=4.0), soc=0.2, power_per_amp_w=230.0)
+    car.set_pilot(16.0, 0.0)
+    car.advance(10.0)
+    assert car.current_a == 16.0
+    car.set_pilot(32.0, 10.0)  # a rise it has not followed yet
+    car.cut_supply()
+    assert car.current_a == 0.0
+    assert car.advance(20.0) == 0.0
+    # Power back: it follows the pilot again after its response delay.
+    car.set_pilot(16.0, 20.0)
+    car.advance(23.0)
+    assert car.current_a == 0.0
+    car.advance(25.0)
+    assert car.current_a == 16.0
