@@ -3,9 +3,9 @@
 1. Reaction: a HAN frame with a base-load step arrives as bytes; it is decoded (drivers/han), folded
    into the site, allocated, and the dispatcher sends the decreases. Measured from the first byte
    handed to the decoder to the moment the last decrease is handed to the charger driver, over many
-   steps in real time; p50 and p99 (target: p99 <= 50 ms at 300 chargers). The drivers stand in for OCPP here: they
-   record the moment a command reaches them and acknowledge after 20 ms (the OCPP fan-out to 300 real
-   websocket chargers is measured by bench.ocpp_fanout).
+   steps in real time; p50 and p99 (target: p99 <= 50 ms at 300 chargers). The drivers stand in for
+   OCPP here: they record the moment a command reaches them and acknowledge after 20 ms (the OCPP
+   fan-out to 300 real websocket chargers is measured by bench.ocpp_fanout).
 2. CPU: the loop runs 10 simulated minutes at 20x with the Aidon cadence (list 1 every 2.5 s, list 2
    every 10 s) and every charger reporting every 10 s; process CPU seconds, scaled to one simulated hour.
 """
@@ -218,7 +218,8 @@ def main() -> None:
         p50s.append(p50)
         p99s.append(p99)
         print(
-            f"run {run + 1}: frame -> last decrease sent, {len(latencies)} steps: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            f"run {run + 1}: frame -> last decrease sent, {len(latencies)} steps: "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         )
     print(
         f"reaction with {args.chargers} chargers, median of {args.runs} runs: "
