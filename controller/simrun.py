@@ -78,7 +78,8 @@ def daemon_config(
     `[meter] port` is the simulator's meter; `[ocpp]` listens on `ocpp_listen` with security
     profile 1 (basic auth, no TLS); every OCPP charger's `password_hash` is the hash of the password
     its virtual charger uses; Modbus chargers are left out (not simulated yet); `[storage]` and
-    `[control]` live in `workdir`; there is no `[mqtt]` (sessions wait in the outbox).
+    `[control]` live in `workdir`; there is no `[mqtt]` (sessions wait in the outbox); any RFID tag
+    may charge, since no backend sends the simulated residents' tags.
     """
     site = loaded.site
     config: dict[str, Any] = {
@@ -101,6 +102,9 @@ def daemon_config(
         chargers.append({**charger, "password_hash": hash_password(loaded.passwords[identity])})
     config["ocpp"] = {"listen": ocpp_listen, "security_profile": 1, "adoption": False}
     config["chargers"] = chargers
+    # No backend sends an authorization list to a simulated garage; its residents' tags are made up
+    # by the simulator, so the daemon under test lets any tag charge (sessions still record the tag).
+    config["authorization"] = {"accept_unknown_tags": True}
     config["storage"] = {"path": str(workdir / "ledger.sqlite")}
     config["control"] = {"socket_path": str(workdir / "control.sock")}
     config["log"] = {"level": log_level, "format": "json"}

@@ -5,6 +5,10 @@ Per-line currents come only in the full list (every 10 s); Aidon and Kaifa send 
 current, as if all of it landed on each line: that overstates a balanced rise threefold, but an
 overload is acted on within one power-only frame instead of up to 10 s later (DESIGN.md §5). A fall in
 power is not applied: waiting for the next full list to release current is the safe side.
+
+The part of a rise that the controller's own increases explain is left out (`explained_rise_w`):
+counting the cars it just allowed to ramp as new base load on every line made the site pause them
+all and start them again at the next full list, every time.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class MeterTracker:
         self._latest_power_w: float | None = None
         self._latest_mono: float | None = None
         self.readings = 0
+        self.full_lists = 0
 
     def ingest(self, reading: MeterReading) -> None:
         self.readings += 1
@@ -47,18 +52,19 @@ class MeterTracker:
         ):
             self._full = reading
             self._full_power_w = power_w
+            self.full_lists += 1
 
     @property
     def last_reading_mono(self) -> float | None:
         return self._latest_mono
 
-    def view(self, now_mono: float) -> MeterView:
+    def view(self, now_mono: float, explained_rise_w: float = 0.0) -> MeterView:
         full = self._full
         if full is None:
             return MeterView((None, None, None), None, 0.0)
         rise_w = 0.0
         if self._latest_power_w is not None and self._full_power_w is not None:
-            rise_w = max(0.0, self._latest_power_w - self._full_power_w)
+            rise_w = max(0.0, self._latest_power_w - self._full_power_w - max(0.0, explained_rise_w))
         rise_a = rise_w / self._phase_voltage_v
         currents = tuple(_abs_plus(full.current_a(line), rise_a) for line in LINES)
         age_s = max(0.0, now_mono - full.received.monotonic_s)

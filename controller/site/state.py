@@ -7,6 +7,7 @@ started or paused (rotation), and cloud-lowered fuse limits. Time comes in as ar
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class SiteState:
         # Aidon/Kaifa power frames are net of export; a rise is spread at the single-phase voltage.
         self._meter = MeterTracker(phase_voltage_v=settings.grid.nominal_voltage_v)
         self.meter_readings = 0
+        # EV power the setpoints allowed when the meter's last full list was taken (see snapshot).
+        self._ev_power_at_full_w = 0.0
+        self._full_lists_seen = 0
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -132,7 +136,12 @@ class SiteState:
         fuses = tuple(Fuse(f.id, self._limits_a[f.id], f.parent, f.base_load_a) for f in self._fuses)
         meters: tuple[Meter, ...] = ()
         if self._meter_fuse is not None:
-            view = self._meter.view(now_mono)
+            ev_power_w = self._ev_power_w(setpoint_a)
+            if self._meter.full_lists != self._full_lists_seen:
+                self._full_lists_seen = self._meter.full_lists
+                self._ev_power_at_full_w = ev_power_w
+            # What the setpoints allowed the cars to add since the full list is not new base load.
+            view = self._meter.view(now_mono, explained_rise_w=ev_power_w - self._ev_power_at_full_w)
             meters = (Meter(self._meter_fuse, view.currents_a, view.age_s),)
         chargers = tuple(
             self._charger(track, now_mono, setpoint_a(cid)) for cid, track in self._tracks.items()
@@ -140,6 +149,20 @@ class SiteState:
         return SiteSnapshot(
             now=now_utc, grid=self._grid, fuses=fuses, chargers=chargers, meters=meters, policy=self._policy
         )
+
+    def _ev_power_w(self, setpoint_a: Callable[[str], float | None]) -> float:
+        """Most power the chargers may draw at their current setpoints (unknown: their maximum)."""
+        volts = self._grid.nominal_voltage_v
+        total_w = 0.0
+        for charger_id, track in self._tracks.items():
+            amps = setpoint_a(charger_id)
+            amps = track.config.max_a if amps is None else amps
+            lines = len(track.config.lines)
+            if self._grid.type == "IT":
+                total_w += amps * volts * (math.sqrt(3) if lines == 3 else 1.0)
+            else:
+                total_w += amps * volts * lines
+        return total_w
 
     def _charger(self, track: _Track, now_mono: float, setpoint_a: float | None) -> Charger:
         cfg = track.config

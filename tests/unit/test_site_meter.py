@@ -73,3 +73,13 @@ def test_age_counts_from_the_last_full_list_not_the_power_frames() -> None:
         tracker.ingest(reading(t, 1000.0))
     assert tracker.view(12.5).age_s == pytest.approx(12.5)
     assert tracker.last_reading_mono == 12.5
+
+
+def test_a_rise_the_controllers_own_increases_explain_is_not_new_base_load() -> None:
+    tracker = MeterTracker(phase_voltage_v=230.0)
+    tracker.ingest(reading(0.0, 20_000.0, (40.0, 30.0, 35.0)))
+    tracker.ingest(reading(2.5, 20_000.0 + 4600.0))
+    # The cars were allowed 3450 W more since the full list: only the other 1150 W is unexplained.
+    view = tracker.view(3.0, explained_rise_w=3450.0)
+    assert view.currents_a == pytest.approx((45.0, 35.0, 40.0))
+    assert tracker.view(3.0, explained_rise_w=10_000.0).currents_a == pytest.approx((40.0, 30.0, 35.0))
