@@ -184,6 +184,7 @@ class VirtualCharger(ABC):
         self._resend_status = False
         self._after_reply: dict[str, Callable[[], None]] = {}
         self._link_wake = asyncio.Event()
+        self._boot_now = asyncio.Event()
 
     # ================================================================== model (synchronous)
     @property
@@ -651,8 +652,10 @@ class VirtualCharger(ABC):
             await ws.close()
 
     async def _boot(self) -> None:
+        reason = self._boot_reason
         while True:
-            reply = await self.call("BootNotification", self.boot_payload(self._boot_reason))
+            self._boot_now.clear()
+            reply = await self.call("BootNotification", self.boot_payload(reason))
             self.counters["boots"] += 1
             if isinstance(reply, CallError):
                 self.log.warning("boot_error", code=reply.code)
@@ -666,7 +669,12 @@ class VirtualCharger(ABC):
                 self.settings.heartbeat_interval_s = interval_s
                 self._boot_reason = "PowerUp"
                 return
-            await self.clock.sleep(interval_s)
+            # Not accepted yet: boot again after the interval, or at once when the CSMS triggers it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.clock.loop_seconds(interval_s)):
+                    await self._boot_now.wait()
+            if self._boot_now.is_set():
+                reason = "Triggered"
 
     async def _drain(self) -> None:
         while True:
@@ -757,6 +765,14 @@ class VirtualCharger(ABC):
             install()
         else:
             self.after(self.spec.profile_delay_s, install)
+
+    def trigger_boot(self) -> None:
+        """TriggerMessage(BootNotification): while the boot is not accepted (Pending) the charger
+        boots again at once instead of waiting out the interval; once accepted it sends one more."""
+        if self.link == LinkState.CONNECTED:
+            self._boot_now.set()
+        else:
+            self.enqueue(Outgoing("BootNotification", lambda: self.boot_payload("Triggered")))
 
     def request_reset(self, reason: StopReason) -> None:
         self.power_cycle(reason)

@@ -376,9 +376,7 @@ class Charger201(VirtualCharger):
         targets = [c for c in self.connectors if evse_id in (None, 0, c.id)]
         work: Callable[[], None]
         if what == "BootNotification":
-
-            def work() -> None:
-                self.enqueue(Outgoing("BootNotification", lambda: self.boot_payload("Triggered")))
+            work = self.trigger_boot
 
         elif what == "Heartbeat":
 
