@@ -104,6 +104,18 @@ class Car:
             self._last_pilot_a = limit_a
             self._pending.append((now_s + self.spec.response_delay_s, limit_a))
 
+    def cut_supply(self) -> None:
+        """The charger lost its supply (power loss, tripped fuse, reset): the current stops now.
+
+        Unlike a pilot change this takes no response delay - there is nothing left to draw. The
+        car must already be advanced to the moment of the cut; a later pilot starts it again after
+        its response delay, as from a standstill.
+        """
+        self._pending.clear()
+        self._followed_limit_a = 0.0
+        self._last_pilot_a = 0.0
+        self.current_a = 0.0
+
     def _draw_for(self, limit_a: float) -> float:
         if not self.wants_energy or limit_a <= 0:
             return 0.0

@@ -441,8 +441,17 @@ class VirtualCharger(ABC):
         self.after(self.spec.reboot_s, self.power_on)
 
     def power_off(self, reason: StopReason = "PowerLoss") -> None:
-        """No supply (a tripped fuse above it): transactions end, their messages queue, the link drops."""
+        """No supply (a tripped fuse above it): transactions end, their messages queue, the link drops.
+
+        The cars' current stops at once: without supply there is nothing to draw (and a meter
+        without supply counts nothing), unlike a pilot change a car answers after its delay.
+        """
         for conn in self.connectors:
+            if conn.car is not None:
+                conn.register_wh += conn.car.advance(self.now_s)  # nothing when stepped to now
+                conn.car.cut_supply()
+                conn.current_a, conn.mean_current_a, conn.power_w = 0.0, 0.0, 0.0
+                conn.terminal_a = tuple(0.0 for _ in self.spec.lines)
             if conn.tx is not None:
                 self._stop_transaction(conn, reason)
             conn.pilot_a = 0.0

@@ -107,3 +107,19 @@ def test_energy_wanted_is_grid_side() -> None:
 def test_bad_specs_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         CarSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_cut_supply_stops_the_current_at_once_and_a_new_pilot_restarts_after_the_delay() -> None:
+    car = make(CarSpec(max_current_a=16, phases=1, response_delay_s=3.0))
+    run(car, 10.0, pilot_a=16.0)
+    assert car.current_a == 16.0
+    taken = car.energy_wh
+    car.cut_supply()
+    car.advance(12.0)
+    assert car.current_a == 0.0
+    assert car.energy_wh == taken
+    car.set_pilot(16.0, 20.0)
+    car.advance(22.9)
+    assert car.current_a == 0.0
+    car.advance(23.0)
+    assert car.current_a == 16.0
