@@ -301,6 +301,7 @@ async def test_a_charger_rebooted_while_offline_replays_its_transaction_messages
         assert (a.transaction_id, b.transaction_id) == (first.transaction_id, second.transaction_id)
         assert a.meter_stop_wh is not None and a.energy_wh is not None and b.energy_wh is not None
         assert b.meter_start_wh == a.meter_stop_wh  # nothing flowed while the charger rebooted
+        assert stopped.meter_stop_wh is not None
         assert a.energy_wh == round(stopped.meter_stop_wh) - round(REGISTER_START_WH)
 
 
