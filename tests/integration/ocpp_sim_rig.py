@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,12 +62,14 @@ class Drawn:
 @dataclass
 class Site:
     csms: CentralSystem
+    make_csms: Callable[[int], CentralSystem]
     chargers: dict[str, VirtualCharger]
     events: list[ChargerEvent]
     auth: LocalAuthList
     clock: ScaledClock
     sim_clock: SimClock
     proxy: TcpProxy | None
+    csms_port: int
     history: list[Drawn] = field(default_factory=list)
     hooks: list[tuple[Callable[[ChargerEvent], bool], Callable[[], None]]] = field(default_factory=list)
     stepped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,6 +91,16 @@ class Site:
                     await self.stepped.wait()
         except TimeoutError:
             raise AssertionError(f"no {what} within {timeout_sim_s} simulated s") from None
+
+    async def stop_csms(self) -> None:
+        """The daemon dies: its CSMS closes every connection and forgets its stations."""
+        await self.csms.__aexit__(None, None, None)
+
+    async def start_csms(self) -> None:
+        """A new daemon on the same port, with the same collaborators (a persistent TransactionIds
+        keeps what the previous one handed out)."""
+        self.csms = self.make_csms(self.csms_port)
+        await self.csms.__aenter__()
 
     # ---------------------------------------------------------------------------------- events
 
@@ -217,16 +230,26 @@ async def running_site(
     ]
     events: list[ChargerEvent] = []
     site_box: list[Site] = []
-    csms = CentralSystem(
-        config or csms_config(),
-        points,
-        clock=clock,
-        sink=lambda event: site_box[0].sink(event) if site_box else events.append(event),
-        authorizer=auth,
-        transaction_ids=transaction_ids or InMemoryTransactionIds(),
-    )
+    ids = transaction_ids or InMemoryTransactionIds()
+    base_config = config or csms_config()
+
+    def make_csms(port: int) -> CentralSystem:
+        return CentralSystem(
+            dataclasses.replace(base_config, port=port),
+            points,
+            clock=clock,
+            sink=lambda event: site_box[0].sink(event) if site_box else events.append(event),
+            authorizer=auth,
+            transaction_ids=ids,
+        )
+
+    csms = make_csms(base_config.port)
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(csms)
+        await csms.__aenter__()
+        # Whichever CSMS is running at the end (a test may have restarted it); closing twice is fine.
+        stack.push_async_callback(
+            lambda: (site_box[0].csms if site_box else csms).__aexit__(None, None, None)
+        )
         proxy = await stack.enter_async_context(TcpProxy(csms.port)) if through_proxy else None
         port = proxy.port if proxy is not None else csms.port
         chargers = {
@@ -239,7 +262,7 @@ async def running_site(
             )
             for spec in specs
         }
-        site = Site(csms, chargers, events, auth, clock, sim_clock, proxy)
+        site = Site(csms, make_csms, chargers, events, auth, clock, sim_clock, proxy, csms.port)
         site_box.append(site)
         # Plain tasks rather than a TaskGroup: a failed assertion then reaches pytest as itself.
         tasks = [asyncio.create_task(c.run(), name=f"sim-{i}") for i, c in chargers.items()]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from controller.sessions import Ledger, OcppTransactionIds, Outcome, SessionRecorder
 from drivers.contracts import (
     ChargerStatus,
     ConnectorState,
@@ -362,3 +365,81 @@ async def test_twenty_chargers_of_both_versions_boot_charge_and_follow_their_lim
             )
             assert the_car.current_a == want
         assert {state(site, charger_id(i)) for i in cars} == {ConnectorState.CHARGING}
+
+
+async def test_a_201_transaction_without_registers_is_billed_from_its_samples_never_from_0(
+    tmp_path: Path,
+) -> None:
+    async with running_site([sim_spec("SIM-1", "2.0.1")]) as site:
+        sim = site.charger("SIM-1")
+        cid = charger_id("SIM-1")
+        handle = site.csms.charger(cid)
+        await site.until(lambda: sim.online, "boot accepted")
+        # Through the driver, as an operator would: Started/Ended events without meter values.
+        assert (await handle.configure("SampledDataCtrlr.TxStartedMeasurands", "")).ok
+        assert (await handle.configure("SampledDataCtrlr.TxEndedMeasurands", "")).ok
+        the_car = car()
+        sim.plug(1, the_car, "TAG-1")
+        await site.until(lambda: bool(site.of(TransactionStarted, cid)), "TransactionStarted")
+        (started,) = site.of(TransactionStarted, cid)
+
+        def samples() -> list[EnergySample]:
+            return [s for s in site.of(EnergySample, cid) if s.transaction_id == started.transaction_id]
+
+        await site.until(lambda: len(samples()) >= 3, "three samples")
+        sim.unplug(1)
+        await site.until(lambda: bool(site.of(TransactionStopped, cid)), "TransactionStopped")
+        (stopped,) = site.of(TransactionStopped, cid)
+        assert (started.meter_start_wh, stopped.meter_stop_wh) == (None, None)
+        first, last = samples()[0].energy_register_wh, samples()[-1].energy_register_wh
+        assert first >= REGISTER_START_WH
+        async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+            recorder = SessionRecorder(ledger, site.clock)
+            await recorder.handle_many(site.events)
+            (session,) = await ledger.list_sessions()
+            message = json.loads((await ledger.pending())[-1].payload)
+    # The energy between the first and the last sample: never the register itself (1.2 MWh).
+    assert session.meter_start_wh == round(first)
+    assert session.meter_stop_wh == round(last)
+    assert session.energy_wh == round(last) - round(first)
+    assert 0 < session.energy_wh <= the_car.energy_wh + 1
+    assert message["energy_wh"] == session.energy_wh
+    assert message["energy_status"] == "partial"
+    assert message["flags"] == ["start_register_missing", "stop_register_missing"]
+
+
+async def test_a_stop_register_below_the_start_after_a_daemon_restart_is_flagged_not_negative(
+    tmp_path: Path,
+) -> None:
+    async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+        ids = OcppTransactionIds(ledger)  # persistent: the restarted daemon knows the transaction
+        async with running_site([sim_spec("SIM-1", "1.6")], transaction_ids=ids) as site:
+            sim = site.charger("SIM-1")
+            cid = charger_id("SIM-1")
+            started = await charging_at_safe_current(site, "SIM-1")
+            await site.until(
+                lambda: len([s for s in site.of(EnergySample, cid) if s.transaction_id]) >= 2, "samples"
+            )
+            await site.until(lambda: sim.queued_transaction_messages == 0, "nothing in flight")
+            await site.stop_csms()
+            await site.until(lambda: not sim.online, "the charger offline")
+            # While the daemon is down the charger's meter is replaced (fault injection): its stop
+            # register is far below the start register the ledger holds.
+            sim.connectors[0].register_wh = 321.0
+            sim.unplug(1)
+            await site.start_csms()
+            await site.until(lambda: bool(site.of(TransactionStopped, cid)), "the stop replayed", 60)
+        (stopped,) = site.of(TransactionStopped, cid)
+        # The new driver never saw the start, so it cannot refuse the stop: it reports it as sent.
+        assert (stopped.transaction_id, stopped.meter_stop_wh) == (started.transaction_id, 321.0)
+        recorder = SessionRecorder(ledger, site.clock)
+        await recorder.handle_many(site.events)
+        (session,) = await ledger.list_sessions()
+        message = json.loads((await ledger.pending())[-1].payload)
+    assert recorder.counters[Outcome.STOP_BELOW_START] == 1
+    assert session.meter_start_wh == round(REGISTER_START_WH)
+    assert session.energy_wh is not None and session.energy_wh > 0  # up to the last good sample
+    assert session.meter_stop_wh == session.last_register_wh
+    assert session.meter_stop_wh is not None and session.meter_stop_wh > round(REGISTER_START_WH)
+    assert message["flags"] == ["stop_register_below_start"]
+    assert message["energy_status"] == "partial"
