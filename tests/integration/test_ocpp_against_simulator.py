@@ -104,6 +104,15 @@ async def test_boot_authorize_charge_meter_values_and_set_current(version: str) 
         safe = [p for p in sim.profiles.profiles if p.stack_level == 0 and p.purpose == "tx_default"]
         assert [(p.connector, p.duration_s, p.periods[0].limit) for p in safe] == [(0, None, SAFE_A)]
 
+        # A tag that is not on the local list is refused: no transaction, no current.
+        stranger = car()
+        sim.plug(1, stranger, "NOT-ON-LIST")
+        await site.until(lambda: state(site, cid) is ConnectorState.PREPARING, "the car plugged in")
+        await site.sleep(5)
+        assert sim.connectors[0].tx is None and stranger.current_a == 0.0
+        assert site.of(TransactionStarted, cid) == []
+        sim.unplug(1)
+
         # Authorize (local list), start, and the car follows the safe current.
         the_car = car()
         sim.plug(1, the_car, "TAG-1")
