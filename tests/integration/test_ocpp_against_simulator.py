@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.sessions import Ledger, OcppTransactionIds, Outcome, SessionRecorder
+from controller.sessions.machine import register_wh
 from drivers.contracts import (
     ChargerStatus,
     ConnectorState,
@@ -39,6 +40,15 @@ from tests.support.session_book import MemoryBook
 pytestmark = pytest.mark.integration
 
 VERSIONS = ["1.6", "2.0.1"]
+
+
+def wh(register: float) -> int:
+    """A register as the ledger keeps it: whole Wh, half up (Python's round() would round half even)."""
+    value = register_wh(register)
+    assert value is not None
+    return value
+
+
 REGISTER_START_WH = 1_234_567.0
 PROFILE_DELAY_S = 1.0
 CAR_DELAY_S = 2.0
@@ -270,7 +280,7 @@ async def test_a_start_and_a_stop_resent_after_a_cut_link_are_counted_once(versi
         book.feed_all(site.events)
         (session,) = book.final()
         assert not session.active
-        assert session.energy_wh == round(stopped.meter_stop_wh) - round(started.meter_start_wh)
+        assert session.energy_wh == wh(stopped.meter_stop_wh) - wh(started.meter_start_wh)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -314,7 +324,7 @@ async def test_a_charger_rebooted_while_offline_replays_its_transaction_messages
         assert a.meter_stop_wh is not None and a.energy_wh is not None and b.energy_wh is not None
         assert b.meter_start_wh == a.meter_stop_wh  # nothing flowed while the charger rebooted
         assert stopped.meter_stop_wh is not None
-        assert a.energy_wh == round(stopped.meter_stop_wh) - round(REGISTER_START_WH)
+        assert a.energy_wh == wh(stopped.meter_stop_wh) - wh(REGISTER_START_WH)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -408,9 +418,9 @@ async def test_a_201_transaction_without_registers_is_billed_from_its_samples_ne
             (session,) = await ledger.list_sessions()
             message = json.loads((await ledger.pending())[-1].payload)
     # The energy between the first and the last sample: never the register itself (1.2 MWh).
-    assert session.meter_start_wh == round(first)
-    assert session.meter_stop_wh == round(last)
-    assert session.energy_wh == round(last) - round(first)
+    assert session.meter_start_wh == wh(first)
+    assert session.meter_stop_wh == wh(last)
+    assert session.energy_wh == wh(last) - wh(first)
     assert 0 < session.energy_wh <= the_car.energy_wh + 1
     assert message["energy_wh"] == session.energy_wh
     assert message["energy_status"] == "partial"
@@ -446,9 +456,9 @@ async def test_a_stop_register_below_the_start_after_a_daemon_restart_is_flagged
         (session,) = await ledger.list_sessions()
         message = json.loads((await ledger.pending())[-1].payload)
     assert recorder.counters[Outcome.STOP_BELOW_START] == 1
-    assert session.meter_start_wh == round(REGISTER_START_WH)
+    assert session.meter_start_wh == wh(REGISTER_START_WH)
     assert session.energy_wh is not None and session.energy_wh > 0  # up to the last good sample
     assert session.meter_stop_wh == session.last_register_wh
-    assert session.meter_stop_wh is not None and session.meter_stop_wh > round(REGISTER_START_WH)
+    assert session.meter_stop_wh is not None and session.meter_stop_wh > wh(REGISTER_START_WH)
     assert message["flags"] == ["stop_register_below_start"]
     assert message["energy_status"] == "partial"
