@@ -142,10 +142,17 @@ class ChargerStatus:
 
 @dataclass(frozen=True, slots=True)
 class TransactionStarted:
+    """A transaction began on a charging point.
+
+    `meter_start_wh` is the energy register the charger sent with the start; None when it sent
+    none (an OCPP 2.0.1 Started event may carry no meter value). Never 0 in its place: a start
+    register of 0 followed by a sample of 1 234 567 Wh would bill 1.2 MWh.
+    """
+
     charger_id: str
     transaction_id: str
     id_tag: str | None
-    meter_start_wh: float
+    meter_start_wh: float | None
     started_utc: datetime
     received: ReceiveTime
 
@@ -164,10 +171,13 @@ class EnergySample:
 
 @dataclass(frozen=True, slots=True)
 class TransactionStopped:
+    """A transaction ended. `meter_stop_wh` is the register the charger sent with the stop; None
+    when it sent none (OCPP 2.0.1 Ended without a meter value)."""
+
     charger_id: str
     transaction_id: str
     id_tag: str | None
-    meter_stop_wh: float
+    meter_stop_wh: float | None
     stopped_utc: datetime
     reason: str
     received: ReceiveTime

@@ -11,6 +11,13 @@ restart):
 - a stop for a session the charger already stopped changes nothing;
 - a sample not newer than the last applied one is ignored and counted;
 - a register lower than the last applied one is counted and not applied.
+
+Registers the charger did not send (OCPP 2.0.1 Started/Ended may carry none) are None, never 0:
+- a start without a register takes the first sample's register as its start (flagged);
+- a stop without a register, or with one below the start or below the last reading (rejected,
+  counted), takes the last reading as its stop (flagged); when there was no reading after the
+  start register, the stop register and the energy are unknown (None);
+- a session with no register at all has unknown energy. See docs/sessions.md.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from drivers.contracts import (
     TransactionStopped,
 )
 
-from .model import EnergyPeriod, InferredStop, Session, StopSource
+from .model import EnergyPeriod, InferredStop, Session, SessionFlag, StopSource
 from .periods import DEFAULT_ZONE, merge_periods, split_energy
 
 
@@ -41,11 +48,14 @@ class Outcome(enum.StrEnum):
     SUPERSEDED = "superseded"  # an open session closed because a new transaction started
     DUPLICATE_START = "duplicate_start"
     SAMPLE_APPLIED = "sample_applied"
+    START_REGISTER_FROM_SAMPLE = "start_register_from_sample"  # the first reading of a bare start
     STALE_SAMPLE = "stale_sample"
     REGISTER_BACKWARDS = "register_backwards"
     SAMPLE_WITHOUT_SESSION = "sample_without_session"
     SAMPLE_AFTER_STOP = "sample_after_stop"
     STOPPED = "stopped"
+    STOP_BELOW_START = "stop_below_start"  # a stop register below the start register, not used
+    ENERGY_UNKNOWN = "energy_unknown"  # a session stopped without two register readings
     INFERRED_STOP_COMPLETED = "inferred_stop_completed"
     DUPLICATE_STOP = "duplicate_stop"
     UNKNOWN_STOP = "unknown_stop"
@@ -80,7 +90,18 @@ def _bad(detail: str) -> Step:
 
 
 def _advance(session: Session, at: datetime, reg_wh: int, zone: ZoneInfo) -> Session:
-    """The session with its energy carried from the last sample to (at, reg_wh); reg_wh ≥ last."""
+    """The session with its energy carried from the last sample to (at, reg_wh); reg_wh ≥ last.
+
+    A session without a known register yet takes (at, reg_wh) as its start reading.
+    """
+    if session.last_register_wh is None or session.meter_start_wh is None:
+        return replace(
+            session,
+            meter_start_wh=reg_wh,
+            meter_start_utc=at,
+            last_sample_utc=max(at, session.last_sample_utc),
+            last_register_wh=reg_wh,
+        )
     added = split_energy(session.last_sample_utc, at, reg_wh - session.last_register_wh, zone)
     existing = {p.start_utc: p.energy_wh for p in session.periods}
     periods = tuple(EnergyPeriod(s, wh) for s, wh in merge_periods(existing, added))
@@ -92,11 +113,19 @@ def _advance(session: Session, at: datetime, reg_wh: int, zone: ZoneInfo) -> Ses
     )
 
 
+def _last_reading_after_start(session: Session) -> int | None:
+    """The newest register reading if it is a reading after the start register; else None (the
+    start register alone does not measure anything)."""
+    if session.meter_start_utc is None or session.last_sample_utc <= session.meter_start_utc:
+        return None
+    return session.last_register_wh
+
+
 def _close_inferred(session: Session, at: datetime, reason: InferredStop) -> Session:
     return replace(
         session,
         stopped_utc=max(at, session.last_sample_utc),
-        meter_stop_wh=session.last_register_wh,
+        meter_stop_wh=_last_reading_after_start(session),
         stop_reason=reason.value,
         stop_source=StopSource.INFERRED,
         version=session.version + 1,
@@ -134,13 +163,16 @@ def _start(
     new_id: Callable[[], UUID],
 ) -> Step:
     started = _utc(event.started_utc)
-    reg = register_wh(event.meter_start_wh)
     if started is None:
         return _bad("start time without a timezone")
-    if reg is None:
+    reg = None if event.meter_start_wh is None else register_wh(event.meter_start_wh)
+    if event.meter_start_wh is not None and reg is None:
         return _bad(f"unusable meter_start_wh {event.meter_start_wh!r}")
-    if known is not None and known.started_utc == started and known.meter_start_wh == reg:
-        return Step((), (Outcome.DUPLICATE_START,))
+    if known is not None and known.started_utc == started:
+        # The start register as the start event gave it (a bare start's is filled in later).
+        known_reg = None if SessionFlag.START_REGISTER_MISSING in known.flags else known.meter_start_wh
+        if known_reg == reg:
+            return Step((), (Outcome.DUPLICATE_START,))
     # A known transaction id with a different start is a charger reusing its ids: a new session.
     session = Session(
         session_id=new_id(),
@@ -153,6 +185,8 @@ def _start(
         last_register_wh=reg,
         periods=(),
         version=1,
+        meter_start_utc=None if reg is None else started,
+        flags=() if reg is not None else (SessionFlag.START_REGISTER_MISSING,),
     )
     if open_on_charger is not None:
         closed = _close_inferred(open_on_charger, started, InferredStop.SUPERSEDED)
@@ -171,6 +205,16 @@ def _sample(event: EnergySample, session: Session | None, zone: ZoneInfo) -> Ste
         return _bad("sample time without a timezone")
     if reg is None:
         return _bad(f"unusable energy_register_wh {event.energy_register_wh!r}")
+    if session.last_register_wh is None:
+        # The first reading of a start that carried no register: it becomes the start register.
+        if at < session.last_sample_utc:
+            return Step((), (Outcome.STALE_SAMPLE,))
+        advanced = _advance(session, at, reg, zone)
+        return Step(
+            (replace(advanced, version=session.version + 1),),
+            (Outcome.SAMPLE_APPLIED, Outcome.START_REGISTER_FROM_SAMPLE),
+            f"start register {reg} Wh from the sample at {at.isoformat()}",
+        )
     if at <= session.last_sample_utc:
         return Step((), (Outcome.STALE_SAMPLE,))
     if reg < session.last_register_wh:
@@ -187,26 +231,57 @@ def _stop(event: TransactionStopped, session: Session | None, zone: ZoneInfo) ->
     if session.stop_source is StopSource.CHARGER:
         return Step((), (Outcome.DUPLICATE_STOP,))
     at = _utc(event.stopped_utc)
-    reg = register_wh(event.meter_stop_wh)
     if at is None:
         return _bad("stop time without a timezone")
-    if reg is None:
+    reg = None if event.meter_stop_wh is None else register_wh(event.meter_stop_wh)
+    if event.meter_stop_wh is not None and reg is None:
         return _bad(f"unusable meter_stop_wh {event.meter_stop_wh!r}")
     outcomes: list[Outcome] = []
-    if reg < session.last_register_wh:
+    flags = session.flags
+    detail = ""
+    if reg is None:
+        flags = session.with_flag(SessionFlag.STOP_REGISTER_MISSING)
+    elif session.meter_start_wh is not None and reg < session.meter_start_wh:
+        # The daemon may not have seen the start (restarted in between); the ledger has.
+        outcomes.append(Outcome.STOP_BELOW_START)
+        flags = session.with_flag(SessionFlag.STOP_REGISTER_BELOW_START)
+        detail = f"stop register {reg} Wh < start register {session.meter_start_wh} Wh"
+        reg = None
+    elif session.last_register_wh is not None and reg < session.last_register_wh:
         outcomes.append(Outcome.REGISTER_BACKWARDS)
-        reg = session.last_register_wh
+        flags = session.with_flag(SessionFlag.STOP_REGISTER_BACKWARDS)
+        detail = f"stop register {reg} Wh < last {session.last_register_wh} Wh"
+        reg = None
     outcomes.append(Outcome.STOPPED if session.active else Outcome.INFERRED_STOP_COMPLETED)
-    advanced = _advance(session, at, reg, zone)
+    if reg is None:
+        # No usable stop register: the last reading stands in for it, if there is one after the start.
+        stopped = replace(
+            session,
+            stopped_utc=max(at, session.last_sample_utc),
+            meter_stop_wh=_last_reading_after_start(session),
+        )
+    elif session.last_register_wh is None:
+        # A stop register but nothing to measure from: the energy stays unknown.
+        stopped = replace(
+            session,
+            stopped_utc=at,
+            meter_stop_wh=reg,
+            last_register_wh=reg,
+            last_sample_utc=max(at, session.last_sample_utc),
+        )
+    else:
+        advanced = _advance(session, at, reg, zone)
+        stopped = replace(advanced, stopped_utc=at, meter_stop_wh=reg)
     stopped = replace(
-        advanced,
-        stopped_utc=at,
-        meter_stop_wh=reg,
+        stopped,
         stop_reason=event.reason,
         stop_source=StopSource.CHARGER,
+        flags=flags,
         version=session.version + 1,
     )
-    return Step((stopped,), tuple(outcomes))
+    if stopped.energy_wh is None:
+        outcomes.append(Outcome.ENERGY_UNKNOWN)
+    return Step((stopped,), tuple(outcomes), detail)
 
 
 def _status(event: ChargerStatus, session: Session | None) -> Step:

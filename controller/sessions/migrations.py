@@ -68,7 +68,35 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX command_audit_by_time ON command_audit (received_utc);
     """,
-    # 4: the local authorization list from the backend, so residents charge while the cloud is away.
+    # 4: a register the charger did not send is NULL: meter_start_wh and energy_wh may be NULL
+    # (SQLite cannot drop NOT NULL in place: the table is rebuilt, rows and indexes kept).
+    """
+    CREATE TABLE sessions_v4 (
+        session_id      TEXT PRIMARY KEY,
+        charger_id      TEXT NOT NULL,
+        transaction_id  TEXT NOT NULL,
+        id_tag          TEXT,
+        started_utc     TEXT NOT NULL,
+        stopped_utc     TEXT,
+        meter_start_wh  INTEGER,
+        meter_stop_wh   INTEGER,
+        energy_wh       INTEGER,
+        stop_reason     TEXT,
+        version         INTEGER NOT NULL,
+        record          TEXT NOT NULL
+    );
+    INSERT INTO sessions_v4 (session_id, charger_id, transaction_id, id_tag, started_utc, stopped_utc,
+            meter_start_wh, meter_stop_wh, energy_wh, stop_reason, version, record)
+        SELECT session_id, charger_id, transaction_id, id_tag, started_utc, stopped_utc,
+            meter_start_wh, meter_stop_wh, energy_wh, stop_reason, version, record
+        FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v4 RENAME TO sessions;
+    CREATE INDEX sessions_by_transaction ON sessions (charger_id, transaction_id);
+    CREATE INDEX sessions_by_start ON sessions (started_utc);
+    CREATE INDEX sessions_open ON sessions (charger_id) WHERE stopped_utc IS NULL;
+    """,
+    # 5: the local authorization list from the backend, so residents charge while the cloud is away.
     """
     CREATE TABLE auth_list (
         id_tag      TEXT PRIMARY KEY,

@@ -27,6 +27,9 @@ _NOTABLE = frozenset(
         Outcome.TRANSACTION_LOST,
         Outcome.INFERRED_STOP_COMPLETED,
         Outcome.REGISTER_BACKWARDS,
+        Outcome.START_REGISTER_FROM_SAMPLE,
+        Outcome.STOP_BELOW_START,
+        Outcome.ENERGY_UNKNOWN,
         Outcome.UNKNOWN_STOP,
         Outcome.BAD_EVENT,
     }

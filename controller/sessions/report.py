@@ -24,6 +24,8 @@ CSV_COLUMNS = (
     "energy_wh",
     "stop_reason",
     "version",
+    "energy_status",
+    "flags",
 )
 
 
@@ -42,7 +44,8 @@ def parse_since(text: str, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
 
 
 def format_csv(sessions: Sequence[Session]) -> str:
-    """One row per session (its latest version); per-period energy is in the JSON output."""
+    """One row per session (its latest version); per-period energy is in the JSON output. An unknown
+    register or energy is an empty field, never 0; `flags` are space-separated."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -55,11 +58,13 @@ def format_csv(sessions: Sequence[Session]) -> str:
                 s.id_tag or "",
                 iso_utc(s.started_utc),
                 "" if s.stopped_utc is None else iso_utc(s.stopped_utc),
-                s.meter_start_wh,
+                "" if s.meter_start_wh is None else s.meter_start_wh,
                 "" if s.meter_stop_wh is None else s.meter_stop_wh,
-                s.energy_wh,
+                "" if s.energy_wh is None else s.energy_wh,
                 s.stop_reason or "",
                 s.version,
+                s.energy_status.value,
+                " ".join(f.value for f in s.flags),
             )
         )
     return out.getvalue()

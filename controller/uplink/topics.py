@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STATUS_SCHEMA = "garage.status/1"
-SESSION_SCHEMA = "garage.session/1"
+SESSION_SCHEMA = "garage.session/2"
 EVENT_SCHEMA = "garage.event/1"
 ACK_SCHEMA = "garage.ack/1"
 SITE_TELEMETRY_SCHEMA = "garage.telemetry.site/1"

@@ -139,10 +139,14 @@ class V201Handlers:
         received = station.touch()
         if connector is None:
             return reply
-        energies = [s.energy_wh for s in samples if s.energy_wh is not None]
+        # Registers carried by this event, oldest first. A Started/Ended event without one has no
+        # start/stop register: it is reported as None, never as 0 or as some earlier reading.
+        energies = [
+            s.energy_wh for s in sorted(samples, key=lambda s: s.timestamp_utc) if s.energy_wh is not None
+        ]
         record = station.transactions.get(transaction_id)
+        meter_stop = energies[-1] if energies else None
         if event_type == "Ended":
-            meter_stop = energies[-1] if energies else connector.energy_wh
             meter_start = record.meter_start_wh if record is not None else None
             if meter_stop is not None and meter_start is not None and meter_stop < meter_start:
                 raise rpc.OcppFault(
@@ -165,7 +169,7 @@ class V201Handlers:
             connector.id_tag = id_tag if id_tag is not None else connector.id_tag
             log.info("ocpp.transaction_adopted", identity=station.identity, transaction_id=transaction_id)
         elif event_type == "Ended":
-            self._ended(connector, transaction_id, id_tag, info, moment, received)
+            self._ended(connector, transaction_id, id_tag, meter_stop, info, moment, received)
         elif id_tag is not None and connector.id_tag is None:
             connector.id_tag = id_tag
         station.emit_status(connector)
@@ -184,8 +188,7 @@ class V201Handlers:
         if transaction_id in station.transactions:
             station.services.counters.inc(C_REPLAYED_STARTS)
             return
-        # The register at the start: sent with the event, else the last one the station reported.
-        meter_start = energies[0] if energies else connector.energy_wh
+        meter_start = energies[0] if energies else None
         station.remember_transaction(transaction_id, TransactionRecord(connector.connector_id, meter_start))
         connector.transaction_id = transaction_id
         connector.id_tag = id_tag
@@ -199,7 +202,7 @@ class V201Handlers:
                 charger_id=connector.charger_id,
                 transaction_id=transaction_id,
                 id_tag=id_tag,
-                meter_start_wh=meter_start if meter_start is not None else 0.0,
+                meter_start_wh=meter_start,
                 started_utc=moment,
                 received=received,
             )
@@ -210,6 +213,7 @@ class V201Handlers:
         connector: Connector,
         transaction_id: str,
         id_tag: str | None,
+        meter_stop: float | None,
         info: dict[str, Any],
         moment: Any,
         received: Any,
@@ -223,7 +227,6 @@ class V201Handlers:
             record = TransactionRecord(connector.connector_id, None)
             station.remember_transaction(transaction_id, record)
         record.ended = True
-        meter_stop = connector.energy_wh
         if meter_stop is None:
             log.warning(
                 "ocpp.stop_without_register", identity=station.identity, transaction_id=transaction_id
@@ -233,7 +236,7 @@ class V201Handlers:
                 charger_id=connector.charger_id,
                 transaction_id=transaction_id,
                 id_tag=id_tag if id_tag is not None else connector.id_tag,
-                meter_stop_wh=meter_stop if meter_stop is not None else 0.0,
+                meter_stop_wh=meter_stop,
                 stopped_utc=moment,
                 reason=str(info.get("stoppedReason", "Local")),
                 received=received,

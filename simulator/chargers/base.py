@@ -184,6 +184,7 @@ class VirtualCharger(ABC):
         self._resend_status = False
         self._after_reply: dict[str, Callable[[], None]] = {}
         self._link_wake = asyncio.Event()
+        self._boot_now = asyncio.Event()
 
     # ================================================================== model (synchronous)
     @property
@@ -441,17 +442,21 @@ class VirtualCharger(ABC):
         self.after(self.spec.reboot_s, self.power_on)
 
     def power_off(self, reason: StopReason = "PowerLoss") -> None:
-        """No supply (a tripped fuse above it): transactions end, their messages queue, the link drops."""
+        """No supply (a tripped fuse above it): transactions end, their messages queue, the link drops.
+
+        The cars' current stops at once: without supply there is nothing to draw (and a meter
+        without supply counts nothing), unlike a pilot change a car answers after its delay.
+        """
         for conn in self.connectors:
+            if conn.car is not None:
+                conn.register_wh += conn.car.advance(self.now_s)  # nothing when stepped to now
+                conn.car.cut_supply()
+                conn.current_a, conn.mean_current_a, conn.power_w = 0.0, 0.0, 0.0
+                conn.terminal_a = tuple(0.0 for _ in self.spec.lines)
             if conn.tx is not None:
                 self._stop_transaction(conn, reason)
             conn.pilot_a = 0.0
             conn.remote = None
-            # No supply, no current: the car stops at once (a pilot change takes it seconds).
-            if conn.car is not None:
-                conn.car.cut_supply()
-            conn.current_a, conn.mean_current_a, conn.power_w = 0.0, 0.0, 0.0
-            conn.terminal_a = tuple(0.0 for _ in conn.terminal_a)
             self._update_status(conn)
         self._rebooting_until_s = math.inf
         self._boot_reason = "PowerUp" if reason == "PowerLoss" else "RemoteReset"
@@ -657,8 +662,10 @@ class VirtualCharger(ABC):
             await ws.close()
 
     async def _boot(self) -> None:
+        reason = self._boot_reason
         while True:
-            reply = await self.call("BootNotification", self.boot_payload(self._boot_reason))
+            self._boot_now.clear()
+            reply = await self.call("BootNotification", self.boot_payload(reason))
             self.counters["boots"] += 1
             if isinstance(reply, CallError):
                 self.log.warning("boot_error", code=reply.code)
@@ -672,7 +679,12 @@ class VirtualCharger(ABC):
                 self.settings.heartbeat_interval_s = interval_s
                 self._boot_reason = "PowerUp"
                 return
-            await self.clock.sleep(interval_s)
+            # Not accepted yet: boot again after the interval, or at once when the CSMS triggers it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.clock.loop_seconds(interval_s)):
+                    await self._boot_now.wait()
+            if self._boot_now.is_set():
+                reason = "Triggered"
 
     async def _drain(self) -> None:
         while True:
@@ -763,6 +775,14 @@ class VirtualCharger(ABC):
             install()
         else:
             self.after(self.spec.profile_delay_s, install)
+
+    def trigger_boot(self) -> None:
+        """TriggerMessage(BootNotification): while the boot is not accepted (Pending) the charger
+        boots again at once instead of waiting out the interval; once accepted it sends one more."""
+        if self.link == LinkState.CONNECTED:
+            self._boot_now.set()
+        else:
+            self.enqueue(Outgoing("BootNotification", lambda: self.boot_payload("Triggered")))
 
     def request_reset(self, reason: StopReason) -> None:
         self.power_cycle(reason)

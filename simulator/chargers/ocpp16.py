@@ -98,6 +98,16 @@ CONFIG: dict[str, ConfigKey] = {
 }
 
 
+def decimal_text(value: float) -> str:
+    """A sampled value as 1.6 sends it: a plain decimal string with every digit the reading has.
+
+    Readings are rounded to 0.1 or 0.01 before this; `:g` would keep only six significant digits and
+    turn a register of 1 234 567.8 Wh into "1.23457e+06", 2.2 Wh off and in exponent notation.
+    """
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def _require(payload: Payload, name: str, kind: type | tuple[type, ...]) -> Any:
     if name not in payload:
         raise OcppError("OccurenceConstraintViolation", f"{name} is required")
@@ -190,7 +200,12 @@ class Charger16(VirtualCharger):
         sampled = []
         for measurand in measurands:
             for value, phase, unit in self.sampled_value(conn, measurand):
-                item = {"value": f"{value:g}", "context": context, "measurand": measurand, "unit": unit}
+                item = {
+                    "value": decimal_text(value),
+                    "context": context,
+                    "measurand": measurand,
+                    "unit": unit,
+                }
                 if phase is not None:
                     item["phase"] = phase
                 if measurand != "SoC":
@@ -296,9 +311,7 @@ class Charger16(VirtualCharger):
         targets = [c for c in self.connectors if connector_id in (None, 0, c.id)]
         work: Callable[[], None]
         if what == "BootNotification":
-
-            def work() -> None:
-                self.enqueue(Outgoing("BootNotification", lambda: self.boot_payload("Triggered")))
+            work = self.trigger_boot
 
         elif what == "Heartbeat":
 

@@ -97,6 +97,12 @@ VARIABLES: dict[tuple[str, str, str | None], Variable] = {
     ("SampledDataCtrlr", "TxUpdatedMeasurands", None): Variable(
         lambda s: ",".join(s.sampled_measurands), _set("sampled_measurands", _measurands)
     ),
+    ("SampledDataCtrlr", "TxStartedMeasurands", None): Variable(
+        lambda s: ",".join(s.started_measurands), _set("started_measurands", _measurands)
+    ),
+    ("SampledDataCtrlr", "TxEndedMeasurands", None): Variable(
+        lambda s: ",".join(s.ended_measurands), _set("ended_measurands", _measurands)
+    ),
     ("AlignedDataCtrlr", "Enabled", None): Variable(lambda s: "true"),
     ("AlignedDataCtrlr", "Interval", None): Variable(
         lambda s: str(int(s.aligned_interval_s)), _set("aligned_interval_s", _non_negative_int)
@@ -251,7 +257,7 @@ class Charger201(VirtualCharger):
             "Started",
             "RemoteStart" if tx.remote_start_id is not None else "Authorized",
             charging_state=tx.charging_state,
-            meter_value=self._meter_value(conn, "Transaction.Begin", ["Energy.Active.Import.Register"]),
+            meter_value=self._meter_value(conn, "Transaction.Begin", self.settings.started_measurands),
             with_token=True,
             on_result=started,
         )
@@ -265,7 +271,7 @@ class Charger201(VirtualCharger):
             trigger,
             charging_state="EVConnected" if conn.car is not None else "Idle",
             stopped_reason=stopped,
-            meter_value=self._meter_value(conn, "Transaction.End", ["Energy.Active.Import.Register"]),
+            meter_value=self._meter_value(conn, "Transaction.End", self.settings.ended_measurands),
         )
 
     def _meter_values(
@@ -376,9 +382,7 @@ class Charger201(VirtualCharger):
         targets = [c for c in self.connectors if evse_id in (None, 0, c.id)]
         work: Callable[[], None]
         if what == "BootNotification":
-
-            def work() -> None:
-                self.enqueue(Outgoing("BootNotification", lambda: self.boot_payload("Triggered")))
+            work = self.trigger_boot
 
         elif what == "Heartbeat":
 

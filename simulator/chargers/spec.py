@@ -95,6 +95,10 @@ class Settings:
     aligned_interval_s: float = 900.0
     sampled_measurands: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURANDS))
     aligned_measurands: list[str] = field(default_factory=lambda: ["Energy.Active.Import.Register"])
+    # 2.0.1 SampledDataCtrlr.TxStartedMeasurands / TxEndedMeasurands: what a Started / Ended
+    # TransactionEvent carries. Empty: no meter value at all, which the specification allows.
+    started_measurands: list[str] = field(default_factory=lambda: ["Energy.Active.Import.Register"])
+    ended_measurands: list[str] = field(default_factory=lambda: ["Energy.Active.Import.Register"])
     connection_timeout_s: float = 60.0
     local_authorize_offline: bool = True
     authorize_remote_start: bool = False

@@ -294,3 +294,41 @@ async def test_v201_transaction_running_before_a_restart_is_tracked_without_a_ne
         assert [(s.transaction_id, s.meter_stop_wh) for s in h.of_type(TransactionStopped)] == [
             ("old-tx", 9100.0)
         ]
+
+
+async def test_v201_start_and_stop_without_a_register_are_reported_as_none_not_zero() -> None:
+    # A 2.0.1 Started/Ended event may carry no meter value. The register the station reported
+    # earlier (outside the transaction) is not a start register either.
+    async with running_csms([charge_point("CS2")]) as h, connected(h.url, "CS2", version="2.0.1") as cp:
+        await cp.boot_until_accepted()
+        await cp.call(call201.MeterValues(evse_id=1, meter_value=sample_values_201(1_234_000.0, (0, 0, 0))))
+        event: dict[str, Any] = {
+            "event_type": "Started",
+            "timestamp": now_iso(),
+            "trigger_reason": "Authorized",
+            "seq_no": 0,
+            "transaction_info": {"transaction_id": "tx-bare", "charging_state": "Charging"},
+            "evse": {"id": 1, "connector_id": 1},
+        }
+        await cp.call(call201.TransactionEvent(**event))
+        event.update(
+            event_type="Updated",
+            seq_no=1,
+            trigger_reason="MeterValuePeriodic",
+            meter_value=sample_values_201(1_234_567.0, (16.0, 16.0, 16.0)),
+        )
+        await cp.call(call201.TransactionEvent(**event))
+        del event["meter_value"]
+        event.update(
+            event_type="Ended",
+            seq_no=2,
+            trigger_reason="EVCommunicationLost",
+            transaction_info={"transaction_id": "tx-bare", "stopped_reason": "EVDisconnected"},
+        )
+        await cp.call(call201.TransactionEvent(**event))
+        (started,) = h.of_type(TransactionStarted)
+        (stopped,) = h.of_type(TransactionStopped)
+        assert (started.transaction_id, started.meter_start_wh) == ("tx-bare", None)
+        assert (stopped.transaction_id, stopped.meter_stop_wh) == ("tx-bare", None)
+        samples = [e for e in h.of_type(EnergySample) if e.transaction_id == "tx-bare"]
+        assert [s.energy_register_wh for s in samples] == [1_234_567.0]

@@ -283,3 +283,17 @@ async def test_clock_aligned_values_follow_the_configured_interval() -> None:
         assert [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)] == pytest.approx(
             [30.0] * (len(stamps) - 1), abs=2.0
         )
+
+
+async def test_a_boot_triggered_while_pending_is_sent_at_once() -> None:
+    # A CSMS that provisions a Pending charger asks for the boot again (TriggerMessage); the charger
+    # must not accept the trigger and then wait out the Pending interval.
+    state = CsmsState(pending_boots=1, boot_interval_s=300)
+    async with rig(state) as r:
+        await state.wait_for(lambda: len(state.of("BootNotification")) == 1)
+        asked_s = r.clock.monotonic()
+        reply = await r.point().call(call.TriggerMessage(requested_message="BootNotification"))
+        assert reply.status == "Accepted"
+        await r.until(lambda: r.charger.online, timeout_sim_s=30)
+        assert len(state.of("BootNotification")) == 2
+        assert r.clock.monotonic() - asked_s < 30

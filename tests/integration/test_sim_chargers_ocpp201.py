@@ -255,3 +255,28 @@ async def test_unknown_and_unsupported_actions_get_the_right_call_error() -> Non
             await r.point().call(FooBar(), suppress=False, skip_schema_validation=True)
         with pytest.raises(NotSupportedError):
             await r.point().call(GetReport(), suppress=False, skip_schema_validation=True)
+
+
+async def test_a_boot_triggered_while_pending_is_sent_at_once_with_reason_triggered() -> None:
+    state = CsmsState(pending_boots=1, boot_interval_s=300)
+    async with rig(state, version="2.0.1") as r:
+        await state.wait_for(lambda: len(state.of("BootNotification")) == 1)
+        reply = await r.point().call(call.TriggerMessage(requested_message="BootNotification"))
+        assert reply.status == "Accepted"
+        await r.until(lambda: r.charger.online, timeout_sim_s=30)
+        assert [b["reason"] for b in state.of("BootNotification")] == ["PowerUp", "Triggered"]
+
+
+async def test_started_and_ended_carry_the_measurands_configured_for_them_or_none() -> None:
+    state = CsmsState(pending_boots=0)
+    async with rig(state, version="2.0.1") as r:
+        await r.until(lambda: r.charger.online)
+        assert await set_variable(r, "SampledDataCtrlr", "TxStartedMeasurands", "") == "Accepted"
+        assert await set_variable(r, "SampledDataCtrlr", "TxEndedMeasurands", "") == "Accepted"
+        r.charger.plug(1, one_phase_car(), "TAG-1")
+        await state.wait_for(lambda: bool(events(state, "Started")))
+        r.charger.unplug(1)
+        await state.wait_for(lambda: bool(events(state, "Ended")))
+        assert "meter_value" not in events(state, "Started")[0]
+        assert "meter_value" not in events(state, "Ended")[0]
+        assert r.charger.counters["call_errors_received"] == 0

@@ -28,7 +28,7 @@ def _rx(moment: datetime) -> ReceiveTime:
 
 
 def start(
-    tx: str, minutes: float, wh: float, *, charger: str = "CP-01", tag: str | None = "TAG-1"
+    tx: str, minutes: float, wh: float | None, *, charger: str = "CP-01", tag: str | None = "TAG-1"
 ) -> TransactionStarted:
     moment = at(minutes)
     return TransactionStarted(charger, tx, tag, wh, moment, _rx(moment))
@@ -40,7 +40,7 @@ def sample(tx: str | None, minutes: float, wh: float, *, charger: str = "CP-01")
 
 
 def stop(
-    tx: str, minutes: float, wh: float, *, charger: str = "CP-01", reason: str = "EVDisconnected"
+    tx: str, minutes: float, wh: float | None, *, charger: str = "CP-01", reason: str = "EVDisconnected"
 ) -> TransactionStopped:
     moment = at(minutes)
     return TransactionStopped(charger, tx, "TAG-1", wh, moment, reason, _rx(moment))

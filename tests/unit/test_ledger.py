@@ -285,3 +285,24 @@ async def test_command_results_and_audit(tmp_path: Path) -> None:
         assert await ledger.command_result("c1") == '{"status":"accepted"}'
         audit = await ledger.command_audit()
         assert [a["status"] for a in audit] == ["rejected", "accepted"]
+
+
+async def test_a_session_without_registers_is_stored_with_null_energy_never_0(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    _make_v1(path)  # migrated through every schema, with a stored session
+    async with await Ledger.open(path) as ledger:
+        recorder = SessionRecorder(ledger, FixedClock(T0))  # random ids: the stored one is ...0001
+        await recorder.handle_many([start("bare", 0, None), stop("bare", 20, None)])
+        rows = await ledger._fetchall(
+            "SELECT meter_start_wh, meter_stop_wh, energy_wh FROM sessions WHERE transaction_id = 'bare'"
+        )
+        assert [tuple(r) for r in rows] == [(None, None, None)]
+        payload = json.loads((await ledger.pending())[-1].payload)
+        assert (payload["energy_wh"], payload["energy_status"]) == (None, "unknown")
+        sessions = await ledger.list_sessions()
+    assert [s.energy_wh for s in sessions] == [300, None]
+    lines = format_csv(sessions).splitlines()
+    assert lines[0].endswith(",energy_status,flags")
+    assert lines[2].split(",")[6:9] == ["", "", ""]
+    assert lines[2].split(",")[-2:] == ["unknown", "start_register_missing stop_register_missing"]
+    assert lines[1].split(",")[-2:] == ["measured", ""]

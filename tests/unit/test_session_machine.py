@@ -9,7 +9,15 @@ from datetime import datetime
 import pytest
 
 from controller.sessions.machine import Outcome, apply
-from controller.sessions.model import InferredStop, Session, StopSource
+from controller.sessions.model import (
+    EnergyStatus,
+    InferredStop,
+    Session,
+    SessionFlag,
+    StopSource,
+    session_from_json,
+    session_to_json,
+)
 from drivers.contracts import ChargerEvent
 from tests.support.charger_events import at, charging, idle, sample, sequential_ids, start, stop
 from tests.support.session_book import MemoryBook
@@ -21,12 +29,16 @@ class Expect:
 
     transaction_id: str
     active: bool
-    energy_wh: int
+    energy_wh: int | None
     version: int
     stop_reason: str | None = None
     periods: dict[float, int] | None = None  # minutes after T0 → Wh
     charger_id: str = "CP-01"
+    status: EnergyStatus | None = None
+    flags: tuple[SessionFlag, ...] | None = None
 
+
+MEASURED, PARTIAL, UNKNOWN = EnergyStatus.MEASURED, EnergyStatus.PARTIAL, EnergyStatus.UNKNOWN
 
 CASES: list[tuple[str, list[ChargerEvent], Outcome, list[Expect]]] = [
     ("start opens a session", [start("1", 0, 1000)], Outcome.STARTED, [Expect("1", True, 0, 1)]),
@@ -35,7 +47,18 @@ CASES: list[tuple[str, list[ChargerEvent], Outcome, list[Expect]]] = [
         [start("1", 10, 1000), sample("1", 20, 1600), stop("1", 40, 3100)],
         Outcome.STOPPED,
         # 10→20: 600 Wh (5 min in 16:00, 5 min in 16:15); 20→40: 1500 Wh over 16:15 (10 min), 16:30 (10 min).
-        [Expect("1", False, 2100, 3, "EVDisconnected", {0: 300, 15: 300 + 750, 30: 750})],
+        [
+            Expect(
+                "1",
+                False,
+                2100,
+                3,
+                "EVDisconnected",
+                {0: 300, 15: 300 + 750, 30: 750},
+                status=MEASURED,
+                flags=(),
+            )
+        ],
     ),
     (
         "the same start twice",
@@ -74,10 +97,111 @@ CASES: list[tuple[str, list[ChargerEvent], Outcome, list[Expect]]] = [
         [Expect("1", True, 500, 3, periods={0: 200 + 150, 15: 150})],
     ),
     (
-        "a stop with a backwards register stops at the last good register",
+        "a stop with a register below the last sample stops at the last good register",
+        [start("1", 0, 1000), sample("1", 10, 1200), stop("1", 20, 1100, reason="PowerLoss")],
+        Outcome.REGISTER_BACKWARDS,
+        [
+            Expect(
+                "1", False, 200, 3, "PowerLoss", status=PARTIAL, flags=(SessionFlag.STOP_REGISTER_BACKWARDS,)
+            )
+        ],
+    ),
+    (
+        "a stop register below the start register is rejected, not negative energy",
         [start("1", 0, 1000), sample("1", 10, 1200), stop("1", 20, 50, reason="PowerLoss")],
+        Outcome.STOP_BELOW_START,
+        [
+            Expect(
+                "1",
+                False,
+                200,
+                3,
+                "PowerLoss",
+                status=PARTIAL,
+                flags=(SessionFlag.STOP_REGISTER_BELOW_START,),
+            )
+        ],
+    ),
+    (
+        "a stop register below the start with no sample in between leaves the energy unknown",
+        [start("1", 0, 1000), stop("1", 20, 50)],
+        Outcome.ENERGY_UNKNOWN,
+        [Expect("1", False, None, 2, status=UNKNOWN, flags=(SessionFlag.STOP_REGISTER_BELOW_START,))],
+    ),
+    (
+        "a bare start takes the first sample as its start register",
+        [start("1", 0, None), sample("1", 10, 1_234_567), sample("1", 20, 1_235_067)],
+        Outcome.SAMPLE_APPLIED,
+        [Expect("1", True, 500, 3, periods={0: 250, 15: 250}, flags=(SessionFlag.START_REGISTER_MISSING,))],
+    ),
+    (
+        "a bare start and a bare stop: the energy between the first and the last sample",
+        [start("1", 0, None), sample("1", 10, 1_234_567), sample("1", 20, 1_235_067), stop("1", 25, None)],
         Outcome.STOPPED,
-        [Expect("1", False, 200, 3, "PowerLoss")],
+        [
+            Expect(
+                "1",
+                False,
+                500,
+                4,
+                status=PARTIAL,
+                flags=(SessionFlag.START_REGISTER_MISSING, SessionFlag.STOP_REGISTER_MISSING),
+            )
+        ],
+    ),
+    (
+        "a bare start, samples and a stop register",
+        [start("1", 0, None), sample("1", 10, 1_234_567), stop("1", 40, 1_236_067)],
+        Outcome.STOPPED,
+        [Expect("1", False, 1500, 3, status=PARTIAL, flags=(SessionFlag.START_REGISTER_MISSING,))],
+    ),
+    (
+        "a start register and a bare stop: the energy up to the last sample",
+        [start("1", 0, 1000), sample("1", 10, 1600), stop("1", 20, None)],
+        Outcome.STOPPED,
+        [Expect("1", False, 600, 3, status=PARTIAL, flags=(SessionFlag.STOP_REGISTER_MISSING,))],
+    ),
+    (
+        "a start register, no sample, a bare stop: unknown, not 0",
+        [start("1", 0, 1000), stop("1", 20, None)],
+        Outcome.ENERGY_UNKNOWN,
+        [Expect("1", False, None, 2, status=UNKNOWN, flags=(SessionFlag.STOP_REGISTER_MISSING,))],
+    ),
+    (
+        "a bare start and only a stop register: unknown",
+        [start("1", 0, None), stop("1", 20, 1_234_567)],
+        Outcome.ENERGY_UNKNOWN,
+        [Expect("1", False, None, 2, status=UNKNOWN, flags=(SessionFlag.START_REGISTER_MISSING,))],
+    ),
+    (
+        "a bare start whose only register comes with the stop (2.0.1 Ended: sample, then stop)",
+        [start("1", 0, None), sample("1", 20, 1_234_567), stop("1", 20, 1_234_567)],
+        Outcome.ENERGY_UNKNOWN,
+        [Expect("1", False, None, 3, status=UNKNOWN)],
+    ),
+    (
+        "no register at all",
+        [start("1", 0, None), stop("1", 20, None)],
+        Outcome.ENERGY_UNKNOWN,
+        [Expect("1", False, None, 2, status=UNKNOWN)],
+    ),
+    (
+        "a bare start replayed after its first sample is still the same start",
+        [start("1", 0, None), sample("1", 10, 1_234_567), start("1", 0, None)],
+        Outcome.DUPLICATE_START,
+        [Expect("1", True, 0, 2)],
+    ),
+    (
+        "a sample older than a bare start is not its start register",
+        [start("1", 10, None), sample("1", 5, 1_234_000), sample("1", 12, 1_234_567)],
+        Outcome.SAMPLE_APPLIED,
+        [Expect("1", True, 0, 2)],
+    ),
+    (
+        "an inferred stop without any sample after the start register: unknown",
+        [start("1", 0, 1000), idle(30)],
+        Outcome.TRANSACTION_LOST,
+        [Expect("1", False, None, 2, InferredStop.TRANSACTION_LOST.value, status=UNKNOWN)],
     ),
     ("a sample with no session", [sample("1", 5, 100)], Outcome.SAMPLE_WITHOUT_SESSION, []),
     (
@@ -97,7 +221,7 @@ CASES: list[tuple[str, list[ChargerEvent], Outcome, list[Expect]]] = [
         "an idle charger without a transaction lost it",
         [start("1", 0, 1000), sample("1", 10, 1400), idle(30)],
         Outcome.TRANSACTION_LOST,
-        [Expect("1", False, 400, 3, InferredStop.TRANSACTION_LOST.value)],
+        [Expect("1", False, 400, 3, InferredStop.TRANSACTION_LOST.value, status=PARTIAL)],
     ),
     (
         "a late real stop completes an inferred one once",
@@ -175,15 +299,29 @@ def test_state_machine(events: list[ChargerEvent], last_outcome: Outcome, expect
         assert session.active is want.active
         assert session.energy_wh == want.energy_wh
         assert session.version == want.version
-        assert sum(p.energy_wh for p in session.periods) == session.energy_wh
+        assert_periods_add_up(session)
         if want.stop_reason is not None:
             assert session.stop_reason == want.stop_reason
         if want.periods is not None:
             assert {(p.start_utc - at(0)).total_seconds() / 60: p.energy_wh for p in session.periods} == (
                 want.periods
             )
-        if not session.active:
+        if want.status is not None:
+            assert session.energy_status is want.status
+        if want.flags is not None:
+            assert session.flags == want.flags
+        if not session.active and session.energy_wh is not None:
             assert session.meter_stop_wh == session.last_register_wh
+
+
+def assert_periods_add_up(session: Session) -> None:
+    """Periods sum to the energy; an unknown energy has no periods (and is never reported as 0)."""
+    if session.energy_wh is None:
+        assert session.periods == ()
+        assert session.energy_status is EnergyStatus.UNKNOWN
+    else:
+        assert sum(p.energy_wh for p in session.periods) == session.energy_wh
+        assert session.energy_wh >= 0
 
 
 def test_registers_are_rounded_to_whole_watt_hours() -> None:
@@ -226,3 +364,48 @@ def test_changes_are_new_values_and_versions_grow_by_one() -> None:
     first: Session = book.history[0]
     assert first.active
     assert first.energy_wh == 0
+
+
+def test_the_billing_disaster_cannot_happen() -> None:
+    # A 2.0.1 Started without a register, then samples of a register that has run for years. Taking
+    # 0 as the start register would bill 1.2 MWh; the session is the energy between the samples.
+    book = MemoryBook(sequential_ids())
+    book.feed_all(
+        [
+            start("1", 0, None),
+            sample("1", 1, 1_234_567),
+            sample("1", 16, 1_239_067),
+            sample("1", 31, 1_243_567),
+            stop("1", 32, None),
+        ]
+    )
+    (session,) = book.final()
+    assert (session.meter_start_wh, session.meter_stop_wh, session.energy_wh) == (1_234_567, 1_243_567, 9000)
+    assert session.meter_start_utc == at(1)
+    assert session.energy_status is EnergyStatus.PARTIAL
+    assert sum(p.energy_wh for p in session.periods) == 9000
+    assert book.outcomes[Outcome.START_REGISTER_FROM_SAMPLE] == 1
+
+
+def test_the_session_message_of_an_unknown_energy_says_so() -> None:
+    book = MemoryBook(sequential_ids())
+    book.feed_all([start("1", 0, None), stop("1", 20, None, reason="EVDisconnected")])
+    (session,) = book.final()
+    message = session_to_json(session)
+    assert message["energy_wh"] is None
+    assert message["meter_start_wh"] is None
+    assert message["meter_stop_wh"] is None
+    assert message["energy_status"] == "unknown"
+    assert message["flags"] == ["start_register_missing", "stop_register_missing"]
+    assert message["periods"] == []
+    assert session_from_json(message) == session
+
+
+def test_a_schema_1_record_reads_as_a_measured_session() -> None:
+    book = MemoryBook(sequential_ids())
+    book.feed_all([start("1", 0, 1000), sample("1", 10, 1400), stop("1", 20, 1500)])
+    (session,) = book.final()
+    old = session_to_json(session)
+    for key in ("meter_start_utc", "flags", "energy_status"):
+        del old[key]
+    assert session_from_json(old) == session

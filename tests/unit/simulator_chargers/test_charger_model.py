@@ -143,6 +143,23 @@ def test_power_cycle_pauses_and_resumes_with_the_same_tag() -> None:
     assert c.connectors[0].current_a == 32.0
 
 
+def test_without_supply_the_car_stops_at_once_and_the_register_stands_still() -> None:
+    c = charger(reboot_s=20.0)
+    c.plug(1, car(), "A")
+    run(c, 5)
+    conn = c.connectors[0]
+    assert conn.current_a == 32.0
+    c.power_cycle()
+    register_wh = conn.register_wh
+    run(c, 5.25)
+    # No response delay: the car cannot draw from a charger that has no supply.
+    assert (conn.current_a, conn.mean_current_a, conn.power_w) == (0.0, 0.0, 0.0)
+    run(c, 20)
+    assert conn.register_wh == register_wh
+    run(c, 30)
+    assert conn.current_a == 32.0
+
+
 def test_unplug_ends_the_transaction_and_removes_tx_profiles() -> None:
     c = charger()
     c.plug(1, car(), "A")

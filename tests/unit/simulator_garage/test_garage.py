@@ -135,6 +135,8 @@ def test_overload_trips_the_breaker_cuts_its_charger_and_reclose_restores_it() -
     assert trip.t_s == pytest.approx(expected_s, abs=0.5)
     assert 60.0 < trip.t_s < 400.0
     c = rec.connector_ids.index("A/1")
+    # Nothing flows through an open breaker, not even for the car's response delay (1 s).
+    assert rec.conn_current_a[row_at(rec, trip.t_s + 0.3), c] == 0.0
     assert rec.conn_current_a[row_at(rec, trip.t_s + 5), c] == 0.0
     assert rec.conn_current_a[row_at(rec, 420.0), c] == 32.0
 
