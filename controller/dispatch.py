@@ -6,6 +6,9 @@ commands go out so that the sum never overshoots on the way there (DESIGN.md §5
 - decreases go out at once, in one wave;
 - increases go out only when no decrease is in flight or failed, and the last decrease has had
   `settle_s` to take effect (a car needs up to ~5 s to follow a new limit, IEC 61851-1);
+- increases go out in waves at most every `increase_interval_s`, so the meter and the chargers have
+  reported the effect of one wave before the next is decided (smoothing; without it a ramp decided
+  on stale readings overshoots and the site pauses the cars it just started);
 - a charger whose current value is unknown (just booted, or a command that timed out) is first
   brought to at most its safe current, which the fail-safe budget guarantees fits; the rest is an
   increase like any other;
@@ -36,6 +39,7 @@ log = structlog.get_logger("dispatch")
 class DispatchConfig:
     lease_s: float = 60.0
     settle_s: float = 5.0
+    increase_interval_s: float = 10.0
     deadband_a: float = 1.0
     command_timeout_s: float = 10.0
     retry_initial_s: float = 2.0
@@ -99,6 +103,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._generation = 0
         self._last_decrease_ack_mono = -math.inf
+        self._last_increase_wave_mono = -math.inf
         self.counters = DispatchCounters()
 
     # ------------------------------------------------------------------------------------ inputs
@@ -192,10 +197,15 @@ class Dispatcher:
                     decreases_pending = True
                 self._start(charger_id, state, command)
 
-        settled_at = self._last_decrease_ack_mono + self._config.settle_s
+        settled_at = max(
+            self._last_decrease_ack_mono + self._config.settle_s,
+            self._last_increase_wave_mono + self._config.increase_interval_s,
+        )
         gate_open = not decreases_pending and not self._failed_decrease_blocks() and now >= settled_at
         if increases and not decreases_pending and now < settled_at:
             next_due = min(next_due, settled_at)
+        if increases and gate_open:
+            self._last_increase_wave_mono = now
         for charger_id, command in increases:
             state = self._states[charger_id]
             if gate_open:

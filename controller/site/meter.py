@@ -39,7 +39,6 @@ class MeterTracker:
         self._latest_power_w: float | None = None
         self._latest_mono: float | None = None
         self.readings = 0
-        self.full_lists = 0
 
     def ingest(self, reading: MeterReading) -> None:
         self.readings += 1
@@ -52,7 +51,10 @@ class MeterTracker:
         ):
             self._full = reading
             self._full_power_w = power_w
-            self.full_lists += 1
+
+    @property
+    def last_full_mono(self) -> float | None:
+        return None if self._full is None else self._full.received.monotonic_s
 
     @property
     def last_reading_mono(self) -> float | None:

@@ -29,6 +29,11 @@ from drivers.contracts import ChargerEvent, ChargerStatus, ConnectorState, Line,
 
 # A terminal carrying less than this is not counted as a line the car draws on.
 ACTIVE_LINE_THRESHOLD_A = 1.0
+# A car follows a new limit within 5 s (IEC 61851-1); a charger reports its currents every ~10 s.
+# In between, the meter already sees the new current while the charger's report does not.
+CAR_RESPONSE_S = 5.0
+FOLLOW_WINDOW_S = 20.0
+EV_POWER_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
 
 _WANTS_ENERGY = frozenset(
@@ -56,6 +61,9 @@ class _Track:
     waiting_since: datetime | None = None
     start_times: deque[datetime] = field(default_factory=deque)
     last_state: str = "idle"
+    measured_mono: float | None = None  # when the reported currents last changed
+    setpoint_seen: float | None = None
+    setpoint_changed_mono: float | None = None
 
 
 def policy_from_settings(settings: SiteSettings) -> Policy:
@@ -85,9 +93,8 @@ class SiteState:
         # Aidon/Kaifa power frames are net of export; a rise is spread at the single-phase voltage.
         self._meter = MeterTracker(phase_voltage_v=settings.grid.nominal_voltage_v)
         self.meter_readings = 0
-        # EV power the setpoints allowed when the meter's last full list was taken (see snapshot).
-        self._ev_power_at_full_w = 0.0
-        self._full_lists_seen = 0
+        # The EV power the setpoints allowed over the last minute (see snapshot).
+        self._ev_power_history: deque[tuple[float, float]] = deque()
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -102,6 +109,11 @@ class SiteState:
         track = self._tracks.get(event.charger_id)
         if track is None:
             return False
+        previous = track.status
+        if event.last_seen is not None and (
+            previous is None or previous.measured_current_a != event.measured_current_a
+        ):
+            track.measured_mono = event.last_seen.monotonic_s
         track.status = event
         if event.state not in _HAS_CAR:
             track.active_lines = None
@@ -137,14 +149,25 @@ class SiteState:
         meters: tuple[Meter, ...] = ()
         if self._meter_fuse is not None:
             ev_power_w = self._ev_power_w(setpoint_a)
-            if self._meter.full_lists != self._full_lists_seen:
-                self._full_lists_seen = self._meter.full_lists
-                self._ev_power_at_full_w = ev_power_w
-            # What the setpoints allowed the cars to add since the full list is not new base load.
-            view = self._meter.view(now_mono, explained_rise_w=ev_power_w - self._ev_power_at_full_w)
+            history = self._ev_power_history
+            history.append((now_mono, ev_power_w))
+            while history and history[0][0] < now_mono - EV_POWER_MEMORY_S:
+                history.popleft()
+            # The meter's last full list may predate cars following setpoints raised up to a
+            # response time before it: the power they add since then is the controller's own doing,
+            # not new base load.
+            full_mono = self._meter.last_full_mono
+            since = now_mono if full_mono is None else full_mono - CAR_RESPONSE_S
+            reference_w = min((p for t, p in history if t >= since), default=ev_power_w)
+            view = self._meter.view(now_mono, explained_rise_w=ev_power_w - reference_w)
             meters = (Meter(self._meter_fuse, view.currents_a, view.age_s),)
+        for cid, track in self._tracks.items():
+            value = setpoint_a(cid)
+            if value != track.setpoint_seen:
+                track.setpoint_seen = value
+                track.setpoint_changed_mono = now_mono
         chargers = tuple(
-            self._charger(track, now_mono, setpoint_a(cid)) for cid, track in self._tracks.items()
+            self._charger(track, now_mono, track.setpoint_seen) for track in self._tracks.values()
         )
         return SiteSnapshot(
             now=now_utc, grid=self._grid, fuses=fuses, chargers=chargers, meters=meters, policy=self._policy
@@ -170,11 +193,14 @@ class SiteState:
         online = status is not None and status.online and not self._silent(status, now_mono)
         vehicle: Vehicle | None = None
         if status is not None and status.state in _HAS_CAR:
+            drawing = _drawing(cfg.lines, status.measured_current_a, self._grid.type)
+            if setpoint_a is not None and self._following(track, status, now_mono):
+                drawing = _assumed(cfg.lines, track.active_lines, setpoint_a)
             vehicle = Vehicle(
                 connected=True,
                 wants_energy=_wants_energy(status),
                 active_lines=track.active_lines,
-                drawing_a=_drawing(cfg.lines, status.measured_current_a, self._grid.type),
+                drawing_a=drawing,
                 charging_since=track.charging_since,
                 waiting_since=track.waiting_since,
                 start_times=tuple(track.start_times),
@@ -190,6 +216,24 @@ class SiteState:
             safe_current_a=cfg.safe_current_a,
             online=online,
         )
+
+    @staticmethod
+    def _following(track: _Track, status: ChargerStatus, now_mono: float) -> bool:
+        """Is the reported current older than the car's answer to its latest setpoint?
+
+        Then the meter already sees the car at its new setpoint while the report shows the old
+        current. Counting the old current made every ramp look like new base load (the site paused
+        the cars, then started them at the next report: oscillation), and every decrease look like
+        less base load than there is (unsafe). For that window the car is taken at its setpoint.
+        The risk is a car that does not follow an increase: the next report, within the window,
+        shows it and the allocator caps it near what it draws.
+        """
+        changed = track.setpoint_changed_mono
+        if status.state is not ConnectorState.CHARGING or changed is None:
+            return False
+        if now_mono - changed >= FOLLOW_WINDOW_S:
+            return False
+        return track.measured_mono is None or track.measured_mono < changed + CAR_RESPONSE_S
 
     def _silent(self, status: ChargerStatus, now_mono: float) -> bool:
         # A charger with a car sends MeterValues every sample interval; one that stops while it may
@@ -252,6 +296,18 @@ def _active_lines(
         if len(active) == 1:
             return None  # one terminal of three: which pair is unknown, so assume all wired lines
     return tuple(active)
+
+
+def _assumed(
+    lines: tuple[Line, ...], active: tuple[Line, ...] | None, current_a: float
+) -> tuple[float | None, float | None, float | None]:
+    """The car at `current_a` on its active lines (all wired lines while they are unknown)."""
+    on = set(active if active is not None else lines)
+    return (
+        current_a if "L1" in on else None,
+        current_a if "L2" in on else None,
+        current_a if "L3" in on else None,
+    )
 
 
 def _drawing(

@@ -106,7 +106,7 @@ def target(current_a: float, safe_a: float = 32.0) -> ChargerTarget:
 async def settle_at(r: Rig, values: dict[str, float]) -> None:
     r.dispatcher.submit({k: target(v) for k, v in values.items()})
     await r.until(lambda: all(r.dispatcher.acked_a(k) == v for k, v in values.items()))
-    await r.clock.sleep(CONFIG.settle_s + 1)
+    await r.clock.sleep(max(CONFIG.settle_s, CONFIG.increase_interval_s) + 1)
 
 
 async def test_decreases_go_first_and_increases_wait_for_ack_plus_settle() -> None:
@@ -121,6 +121,19 @@ async def test_decreases_go_first_and_increases_wait_for_ack_plus_settle() -> No
         assert a.started_s < b.started_s and c.started_s < b.started_s
         assert a.ended_s is not None and c.ended_s is not None
         assert b.started_s >= max(a.ended_s, c.ended_s) + CONFIG.settle_s
+
+
+async def test_increases_go_out_in_waves_one_interval_apart() -> None:
+    async with rig("A", "B") as r:
+        await settle_at(r, {"A": 6.0, "B": 6.0})
+        r.log.clear()
+        r.dispatcher.submit({"A": target(10.0)})
+        await r.until(lambda: r.dispatcher.acked_a("A") == 10.0)
+        r.dispatcher.submit({"B": target(10.0)})
+        await r.until(lambda: r.dispatcher.acked_a("B") == 10.0)
+        (a,) = r.calls("A")
+        (b,) = r.calls("B")
+        assert b.started_s - a.started_s >= CONFIG.increase_interval_s
 
 
 async def test_increase_is_held_while_a_decrease_is_slow_to_answer() -> None:

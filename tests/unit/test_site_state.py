@@ -84,8 +84,10 @@ def status(
     )
 
 
-def snapshot_charger(site: SiteState, charger_id: str, now_s: float = 1.0):  # type: ignore[no-untyped-def]
-    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), lambda _cid: 10.0)
+def snapshot_charger(  # type: ignore[no-untyped-def]
+    site: SiteState, charger_id: str, now_s: float = 1.0, setpoint_a: float | None = None
+):
+    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), lambda _cid: setpoint_a)
     return next(c for c in snap.chargers if c.id == charger_id)
 
 
@@ -235,3 +237,34 @@ def test_rotation_memory_records_starts_pauses_and_forgets_after_an_hour(tmp_pat
     assert vehicle is not None
     assert vehicle.charging_since == T0 + timedelta(minutes=80)
     assert vehicle.start_times == (T0 + timedelta(minutes=45), T0 + timedelta(minutes=80))
+
+
+def test_a_car_is_taken_at_its_new_setpoint_until_the_charger_reports_after_following(
+    tmp_path: Path,
+) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    assert snapshot_charger(site, "three", 0.5, setpoint_a=10.0).vehicle.drawing_a == (10.0, 10.0, 10.0)
+    # An increase at t=30: the meter sees the car at 16 A before the charger's next report does.
+    later = snapshot_charger(site, "three", 30.0, setpoint_a=16.0)
+    assert later.vehicle.drawing_a == (16.0, 16.0, 16.0)
+    # A report taken after the car had time to follow is the truth again, even if it says less.
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (12.0, 12.0, 12.0), seen_s=36.0))
+    assert snapshot_charger(site, "three", 37.0, setpoint_a=16.0).vehicle.drawing_a == (12.0, 12.0, 12.0)
+
+
+def test_a_decrease_counts_at_once_and_the_assumption_expires(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 0.0), seen_s=0.0))
+    snapshot_charger(site, "three", 1.0, setpoint_a=16.0)
+    # Terminals 1, 2 are wired to L2, L3: that is where the car draws.
+    assert snapshot_charger(site, "three", 40.0, setpoint_a=6.0).vehicle.drawing_a == (None, 6.0, 6.0)
+    # No report for the whole window: back to what was last measured.
+    assert snapshot_charger(site, "three", 61.0, setpoint_a=6.0).vehicle.drawing_a == (0.0, 16.0, 16.0)
+
+
+def test_a_paused_car_is_not_assumed_to_draw(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE, (0.0, 0.0, 0.0), seen_s=0.0))
+    snapshot_charger(site, "three", 1.0, setpoint_a=0.0)
+    assert snapshot_charger(site, "three", 2.0, setpoint_a=6.0).vehicle.drawing_a == (0.0, 0.0, 0.0)
