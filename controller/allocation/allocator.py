@@ -36,6 +36,7 @@ from controller.allocation.model import (
     FAILSAFE,
     OFFLINE,
     RAMP,
+    RESTART_HOLD,
     ROTATION,
     START_LIMIT,
     VEHICLE_MAX,
@@ -82,7 +83,13 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     unable = wants & (bounds.nominal_hi_a < lo)
     pool = wants & ~unable
     barred = pool & ~charging_now & (site.starts_last_hour >= policy.max_starts_per_hour)
-    candidates = pool & ~barred
+    held = (
+        pool
+        & ~charging_now
+        & ~barred
+        & (np.nan_to_num(site.paused_for_s, nan=np.inf) < policy.restart_hold_s)
+    )
+    candidates = pool & ~barred & ~held
     period_s = rotation_period_s(policy, int(pool.sum()), int((pool & charging_now).sum()))
     order = priority_order(site, candidates, charging_now, period_s)
     admission = admit(site, order, lo, coefficients, loads, capacity + ADMIT_TOLERANCE_A, fixed, model.phasor)
@@ -116,7 +123,7 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
         fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor
     )
 
-    states, reasons = _explain(site, bounds, unable, barred, candidates, admission, fill, smoothed)
+    states, reasons = _explain(site, bounds, unable, barred, held, candidates, admission, fill, smoothed)
     return _allocation(site, sent, fill.current_a, states, reasons, predicted, None)
 
 
@@ -153,6 +160,7 @@ def _explain(
     bounds: _Bounds,
     unable: BoolArray,
     barred: BoolArray,
+    held: BoolArray,
     candidates: BoolArray,
     admission: Admission,
     fill: FillResult,
@@ -168,6 +176,8 @@ def _explain(
         states[c], reasons[c] = "paused", VEHICLE_MAX
     for c in np.flatnonzero(barred).tolist():
         states[c], reasons[c] = "paused", START_LIMIT
+    for c in np.flatnonzero(held).tolist():
+        states[c], reasons[c] = "paused", RESTART_HOLD
     admitted = admission.admitted
     refused = candidates & ~admitted
     for c, blocked in zip(

@@ -67,6 +67,7 @@ class CompiledSite:
     drawing_a: FloatArray  # (n, 3) per grid line, nan where not measured
     charged_for_s: FloatArray  # now - charging_since, nan where unknown
     waited_for_s: FloatArray  # now - waiting_since, nan where unknown
+    paused_for_s: FloatArray  # now - paused_at, nan where never paused
     starts_last_hour: IntArray
     # Charger-fuse incidences: charger inc_charger[i] loads fuse inc_fuse[i]. Charger-major, and within
     # a charger from its own fuse up to the root.
@@ -184,6 +185,7 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
     now = snapshot.now
     charged_for = _ages(now, [None if v is None else v.charging_since for v in vehicles], "charging_since")
     waited_for = _ages(now, [None if v is None else v.waiting_since for v in vehicles], "waiting_since")
+    paused_for = _ages(now, [None if v is None else v.paused_at for v in vehicles], "paused_at")
     starts = np.array([_start_count(now, v, i) for i, v in enumerate(vehicles)], dtype=np.int64)
 
     paths = ancestors[fuse_of] if n else np.zeros((0, ancestors.shape[1]), dtype=np.int64)
@@ -215,6 +217,7 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
         drawing_a=drawing,
         charged_for_s=charged_for,
         waited_for_s=waited_for,
+        paused_for_s=paused_for,
         starts_last_hour=starts,
         inc_charger=inc_charger,
         inc_fuse=inc_fuse,
@@ -347,6 +350,7 @@ def _check_policy(policy: Policy) -> None:
         ("taper_headroom_a", policy.taper_headroom_a >= 0, "must be >= 0"),
         ("max_starts_per_hour", policy.max_starts_per_hour >= 1, "must be >= 1"),
         ("meter_stale_after_s", policy.meter_stale_after_s > 0, "must be > 0"),
+        ("restart_hold_s", policy.restart_hold_s >= 0, "must be >= 0"),
     ]
     for name, ok, message in checks:
         value = getattr(policy, name)

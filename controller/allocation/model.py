@@ -29,6 +29,7 @@ VEHICLE_MAX = "vehicle_max"
 DRAWING = "drawing"
 ROTATION = "rotation"
 START_LIMIT = "start_limit"
+RESTART_HOLD = "restart_hold"
 FAILSAFE = "failsafe"
 OFFLINE = "offline"
 RAMP = "ramp"
@@ -69,6 +70,9 @@ class Policy:
     taper_headroom_a: float = 3.0
     max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
+    # A car the controller paused (`paused_at`) is not started again for this long: readings wobbling
+    # around a fuse line's limit would otherwise start and pause it every few seconds.
+    restart_hold_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,8 @@ class Vehicle:
     drawing_a: LineValues = (None, None, None)
     charging_since: datetime | None = None
     waiting_since: datetime | None = None
+    # When the controller last paused this car after it charged (restart hold); None: never.
+    paused_at: datetime | None = None
     session_energy_wh: float | None = None
     # When the controller started or paused this car (for the per-hour limit); older entries are ignored.
     start_times: tuple[datetime, ...] = ()

@@ -64,6 +64,7 @@ class PolicyJson(_Model):
     taper_headroom_a: float = 3.0
     max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
+    restart_hold_s: float = 60.0
 
 
 class FuseJson(_Model):
@@ -87,6 +88,7 @@ class VehicleJson(_Model):
     drawing_a: PerLineJson = Field(default_factory=PerLineJson)
     charging_since: AwareDatetime | None = None
     waiting_since: AwareDatetime | None = None
+    paused_at: AwareDatetime | None = None
     session_energy_wh: float | None = None
     start_times: list[AwareDatetime] = Field(default_factory=list)
 
@@ -193,6 +195,7 @@ def _charger(c: ChargerJson) -> Charger:
             drawing_a=v.drawing_a.values(),
             charging_since=v.charging_since,
             waiting_since=v.waiting_since,
+            paused_at=v.paused_at,
             session_energy_wh=v.session_energy_wh,
             start_times=tuple(v.start_times),
         )
@@ -233,6 +236,7 @@ def _charger_json(c: Charger) -> dict[str, Any]:
             "drawing_a": _per_line(v.drawing_a),
             "charging_since": _time(v.charging_since),
             "waiting_since": _time(v.waiting_since),
+            "paused_at": _time(v.paused_at),
             "session_energy_wh": v.session_energy_wh,
             "start_times": [_time(t) for t in v.start_times],
         },

@@ -23,6 +23,7 @@ from controller.allocation import (
     SiteSnapshot,
     Vehicle,
 )
+from controller.allocation.model import ROTATION
 from controller.settings import ChargerSection, SiteSettings
 from controller.site.meter import MeterTracker
 from drivers.contracts import ChargerEvent, ChargerStatus, ConnectorState, Line, MeterReading
@@ -59,10 +60,12 @@ class _Track:
     active_lines: tuple[Line, ...] | None = None
     charging_since: datetime | None = None
     waiting_since: datetime | None = None
+    paused_at: datetime | None = None
+    pause_reason: str | None = None  # the allocator's reason while the car is paused
     start_times: deque[datetime] = field(default_factory=deque)
-    last_state: str = "idle"
     measured_mono: float | None = None  # when the reported currents last changed
     setpoint_seen: float | None = None
+    setpoint_before: float | None = None  # the value before the latest change
     setpoint_changed_mono: float | None = None
 
 
@@ -164,6 +167,8 @@ class SiteState:
         for cid, track in self._tracks.items():
             value = setpoint_a(cid)
             if value != track.setpoint_seen:
+                self._note_setpoint(track, track.setpoint_seen, value, now_utc)
+                track.setpoint_before = track.setpoint_seen
                 track.setpoint_seen = value
                 track.setpoint_changed_mono = now_mono
         chargers = tuple(
@@ -192,10 +197,19 @@ class SiteState:
         status = track.status
         online = status is not None and status.online and not self._silent(status, now_mono)
         vehicle: Vehicle | None = None
+        given_a = setpoint_a
         if status is not None and status.state in _HAS_CAR:
             drawing = _drawing(cfg.lines, status.measured_current_a, self._grid.type)
-            if setpoint_a is not None and self._following(track, status, now_mono):
-                drawing = _assumed(cfg.lines, track.active_lines, setpoint_a)
+            before = track.setpoint_before
+            if setpoint_a is not None and before is not None and self._unanswered(track, status, now_mono):
+                if setpoint_a < before:
+                    # A decrease: the meter may already see the car lower than its report says;
+                    # taking the lower value leaves less headroom, which is the safe side.
+                    drawing = _capped(drawing, setpoint_a)
+                elif before > 0:
+                    # An increase the report does not show yet: the report still answers the old
+                    # setpoint, so that is the one to judge it against (not a tapering car).
+                    given_a = before
             vehicle = Vehicle(
                 connected=True,
                 wants_energy=_wants_energy(status),
@@ -203,6 +217,7 @@ class SiteState:
                 drawing_a=drawing,
                 charging_since=track.charging_since,
                 waiting_since=track.waiting_since,
+                paused_at=track.paused_at,
                 start_times=tuple(track.start_times),
             )
         return Charger(
@@ -211,22 +226,19 @@ class SiteState:
             lines=tuple(cfg.lines),
             max_a=cfg.max_a,
             min_a=cfg.min_a,
-            setpoint_a=setpoint_a,
+            setpoint_a=given_a,
             vehicle=vehicle,
             safe_current_a=cfg.safe_current_a,
             online=online,
         )
 
     @staticmethod
-    def _following(track: _Track, status: ChargerStatus, now_mono: float) -> bool:
+    def _unanswered(track: _Track, status: ChargerStatus, now_mono: float) -> bool:
         """Is the reported current older than the car's answer to its latest setpoint?
 
-        Then the meter already sees the car at its new setpoint while the report shows the old
-        current. Counting the old current made every ramp look like new base load (the site paused
-        the cars, then started them at the next report: oscillation), and every decrease look like
-        less base load than there is (unsafe). For that window the car is taken at its setpoint.
-        The risk is a car that does not follow an increase: the next report, within the window,
-        shows it and the allocator caps it near what it draws.
+        A car follows within ~5 s; a charger reports every ~10 s; the meter sees the change first.
+        Counting the car at its new setpoint during that window would hide a base-load rise behind a
+        car that did not follow an increase, so only decreases are taken at once (see `_charger`).
         """
         changed = track.setpoint_changed_mono
         if status.state is not ConnectorState.CHARGING or changed is None:
@@ -244,8 +256,32 @@ class SiteState:
 
     # ------------------------------------------------------------------------------- decisions
 
+    @staticmethod
+    def _note_setpoint(track: _Track, old: float | None, new: float | None, now_utc: datetime) -> None:
+        """A car starts or pauses when its setpoint on the charger does, not when an allocation says
+        so: a decision the dispatcher has not sent yet (increases come in paced waves) is no start.
+
+        Only a restart after a pause for rotation counts against `max_starts_per_hour`: that is the
+        switching the controller chooses. A pause forced by a fuse line is safety; counting the
+        restart after it let a few minutes of tight readings use up a car's starts and leave it
+        waiting for the rest of the hour while current was free. The restart hold (`paused_at`)
+        keeps such pauses from repeating every few seconds.
+        """
+        was_on = bool(old)
+        is_on = bool(new)
+        if is_on and not was_on:
+            if track.pause_reason == ROTATION:
+                track.start_times.append(now_utc)
+            track.charging_since = now_utc
+            track.waiting_since = None
+            track.pause_reason = None
+        elif was_on and not is_on:
+            track.charging_since = None
+            track.waiting_since = now_utc
+            track.paused_at = now_utc
+
     def note_allocation(self, allocation: Allocation, now_utc: datetime) -> None:
-        """Remember starts and pauses: the rotation and the per-hour start limit read them back."""
+        """Forget starts older than an hour; mark cars that start waiting or leave."""
         horizon = now_utc - START_MEMORY
         for charger_id, decision in allocation.chargers.items():
             track = self._tracks.get(charger_id)
@@ -253,20 +289,15 @@ class SiteState:
                 continue
             while track.start_times and track.start_times[0] < horizon:
                 track.start_times.popleft()
-            previous, state = track.last_state, decision.state
-            track.last_state = state
-            if state == previous:
-                continue
-            if state == "charging":
-                track.charging_since = now_utc
-                track.waiting_since = None
-                track.start_times.append(now_utc)
-            elif state == "paused":
-                track.waiting_since = now_utc
-                track.charging_since = None
-            else:
+            if decision.state == "idle":
                 track.charging_since = None
                 track.waiting_since = None
+                track.paused_at = None
+                track.pause_reason = None
+            elif decision.state == "paused":
+                track.pause_reason = decision.limited_by
+                if track.waiting_since is None and not track.setpoint_seen:
+                    track.waiting_since = now_utc
 
     def limits(self) -> Mapping[str, float]:
         return dict(self._limits_a)
@@ -298,15 +329,14 @@ def _active_lines(
     return tuple(active)
 
 
-def _assumed(
-    lines: tuple[Line, ...], active: tuple[Line, ...] | None, current_a: float
+def _capped(
+    drawing: tuple[float | None, float | None, float | None], current_a: float
 ) -> tuple[float | None, float | None, float | None]:
-    """The car at `current_a` on its active lines (all wired lines while they are unknown)."""
-    on = set(active if active is not None else lines)
+    """The measured current per line, no more than `current_a` (unknown lines stay unknown)."""
     return (
-        current_a if "L1" in on else None,
-        current_a if "L2" in on else None,
-        current_a if "L3" in on else None,
+        None if drawing[0] is None else min(drawing[0], current_a),
+        None if drawing[1] is None else min(drawing[1], current_a),
+        None if drawing[2] is None else min(drawing[2], current_a),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.allocation import Allocation, ChargerDecision
+from controller.allocation import Allocation, Charger, ChargerDecision, Vehicle
 from controller.allocation.model import ChargerState
 from controller.settings import SiteSettings, load_settings
 from controller.site.state import SiteState
@@ -84,9 +84,9 @@ def status(
     )
 
 
-def snapshot_charger(  # type: ignore[no-untyped-def]
+def snapshot_charger(
     site: SiteState, charger_id: str, now_s: float = 1.0, setpoint_a: float | None = None
-):
+) -> Charger:
     snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), lambda _cid: setpoint_a)
     return next(c for c in snap.chargers if c.id == charger_id)
 
@@ -202,11 +202,18 @@ def test_cloud_limits_only_lower_a_fuse(tmp_path: Path) -> None:
     assert {f.id: f.limit_a for f in snap.fuses} == {"main": 63.0, "c1": 20.0}
 
 
-def decide(site: SiteState, now: datetime, **states: ChargerState) -> None:
+def drawing(charger: Charger) -> tuple[float | None, float | None, float | None]:
+    assert charger.vehicle is not None
+    return charger.vehicle.drawing_a
+
+
+def decide(site: SiteState, now: datetime, reason: str = "rotation", **states: ChargerState) -> None:
     site.note_allocation(
         Allocation(
             chargers={
-                cid: ChargerDecision(6.0 if s == "charging" else 0.0, s, None, 6.0)
+                cid: ChargerDecision(
+                    6.0 if s == "charging" else 0.0, s, reason if s == "paused" else None, 6.0
+                )
                 for cid, s in states.items()
             },
             fuses={},
@@ -215,56 +222,82 @@ def decide(site: SiteState, now: datetime, **states: ChargerState) -> None:
     )
 
 
-def test_rotation_memory_records_starts_pauses_and_forgets_after_an_hour(tmp_path: Path) -> None:
+def test_starts_and_pauses_are_the_setpoints_sent_and_are_forgotten_after_an_hour(tmp_path: Path) -> None:
     site = SiteState(settings(tmp_path))
     site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
-    decide(site, T0, three="paused")
-    vehicle = snapshot_charger(site, "three").vehicle
-    assert vehicle is not None
+
+    def at(minutes: float, setpoint_a: float, state: ChargerState, reason: str = "rotation") -> Vehicle:
+        now = T0 + timedelta(minutes=minutes)
+        site.snapshot(minutes * 60, now, lambda _cid: setpoint_a)
+        decide(site, now, reason, three=state)
+        charger = snapshot_charger(site, "three", minutes * 60, setpoint_a)
+        assert charger.vehicle is not None
+        return charger.vehicle
+
+    vehicle = at(0, 0.0, "paused")
     assert vehicle.waiting_since == T0
     assert vehicle.start_times == ()
-    decide(site, T0 + timedelta(minutes=15), three="charging")
-    decide(site, T0 + timedelta(minutes=30), three="paused")
-    decide(site, T0 + timedelta(minutes=45), three="charging")
-    decide(site, T0 + timedelta(minutes=50), three="paused")
-    vehicle = snapshot_charger(site, "three").vehicle
-    assert vehicle is not None
+    assert vehicle.paused_at is None
+    # Decided but not yet sent (increases go out in paced waves): not a start.
+    vehicle = at(10, 0.0, "charging")
+    assert vehicle.start_times == ()
+    at(15, 6.0, "charging")
+    at(30, 0.0, "paused")
+    at(45, 6.0, "charging")
+    vehicle = at(50, 0.0, "paused")
     assert vehicle.charging_since is None
     assert vehicle.waiting_since == T0 + timedelta(minutes=50)
+    assert vehicle.paused_at == T0 + timedelta(minutes=50)
     assert vehicle.start_times == (T0 + timedelta(minutes=15), T0 + timedelta(minutes=45))
-    decide(site, T0 + timedelta(minutes=80), three="charging")
-    vehicle = snapshot_charger(site, "three").vehicle
-    assert vehicle is not None
+    vehicle = at(80, 10.0, "charging")
     assert vehicle.charging_since == T0 + timedelta(minutes=80)
     assert vehicle.start_times == (T0 + timedelta(minutes=45), T0 + timedelta(minutes=80))
 
 
-def test_a_car_is_taken_at_its_new_setpoint_until_the_charger_reports_after_following(
+def test_an_unreported_increase_is_judged_against_the_setpoint_the_report_answers(
     tmp_path: Path,
 ) -> None:
     site = SiteState(settings(tmp_path, "TN"))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
-    assert snapshot_charger(site, "three", 0.5, setpoint_a=10.0).vehicle.drawing_a == (10.0, 10.0, 10.0)
-    # An increase at t=30: the meter sees the car at 16 A before the charger's next report does.
-    later = snapshot_charger(site, "three", 30.0, setpoint_a=16.0)
-    assert later.vehicle.drawing_a == (16.0, 16.0, 16.0)
-    # A report taken after the car had time to follow is the truth again, even if it says less.
+    snapshot_charger(site, "three", 0.5, setpoint_a=10.0)
+    # Raised to 16 A at t=30; the report still shows 10 A. The base load must not be read lower
+    # on the hope that the car follows (it is taken at its report), and the car is not mistaken
+    # for one that tapers: the allocator sees the setpoint the report answers.
+    raised = snapshot_charger(site, "three", 30.0, setpoint_a=16.0)
+    assert drawing(raised) == (10.0, 10.0, 10.0)
+    assert raised.setpoint_a == 10.0
+    # A report taken after the car had time to follow is judged against the new setpoint.
     site.ingest_charger(status("three", ConnectorState.CHARGING, (12.0, 12.0, 12.0), seen_s=36.0))
-    assert snapshot_charger(site, "three", 37.0, setpoint_a=16.0).vehicle.drawing_a == (12.0, 12.0, 12.0)
+    answered = snapshot_charger(site, "three", 37.0, setpoint_a=16.0)
+    assert drawing(answered) == (12.0, 12.0, 12.0)
+    assert answered.setpoint_a == 16.0
 
 
 def test_a_decrease_counts_at_once_and_the_assumption_expires(tmp_path: Path) -> None:
     site = SiteState(settings(tmp_path, "TN"))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 0.0), seen_s=0.0))
     snapshot_charger(site, "three", 1.0, setpoint_a=16.0)
-    # Terminals 1, 2 are wired to L2, L3: that is where the car draws.
-    assert snapshot_charger(site, "three", 40.0, setpoint_a=6.0).vehicle.drawing_a == (None, 6.0, 6.0)
+    # Terminals 1, 2 are wired to L2, L3: the car there is taken at no more than its new limit.
+    assert drawing(snapshot_charger(site, "three", 40.0, setpoint_a=6.0)) == (0.0, 6.0, 6.0)
     # No report for the whole window: back to what was last measured.
-    assert snapshot_charger(site, "three", 61.0, setpoint_a=6.0).vehicle.drawing_a == (0.0, 16.0, 16.0)
+    assert drawing(snapshot_charger(site, "three", 61.0, setpoint_a=6.0)) == (0.0, 16.0, 16.0)
 
 
 def test_a_paused_car_is_not_assumed_to_draw(tmp_path: Path) -> None:
     site = SiteState(settings(tmp_path, "TN"))
     site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE, (0.0, 0.0, 0.0), seen_s=0.0))
     snapshot_charger(site, "three", 1.0, setpoint_a=0.0)
-    assert snapshot_charger(site, "three", 2.0, setpoint_a=6.0).vehicle.drawing_a == (0.0, 0.0, 0.0)
+    assert drawing(snapshot_charger(site, "three", 2.0, setpoint_a=6.0)) == (0.0, 0.0, 0.0)
+
+
+def test_a_restart_after_a_pause_a_fuse_forced_is_not_a_rotation_start(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
+    for minute, setpoint_a in ((0, 6.0), (1, 0.0), (3, 6.0), (4, 0.0), (6, 6.0)):
+        now = T0 + timedelta(minutes=minute)
+        site.snapshot(minute * 60, now, {"three": setpoint_a, "one": None}.get)
+        decide(site, now, "fuse:main:L2", three="charging" if setpoint_a else "paused")
+    vehicle = snapshot_charger(site, "three", 6 * 60, 6.0).vehicle
+    assert vehicle is not None
+    assert vehicle.start_times == ()
+    assert vehicle.paused_at == T0 + timedelta(minutes=4)
