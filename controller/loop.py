@@ -119,13 +119,19 @@ class ControlLoop:
         self._site.note_allocation(allocation, snapshot.now)
         # Offline chargers cannot be commanded; they are budgeted at their maximum instead, and
         # the dispatcher starts them from their safe current when they come back.
-        self._dispatcher.submit(
-            {
-                charger_id: ChargerTarget(decision.current_a, self._safe_currents_a.get(charger_id, 0.0))
-                for charger_id, decision in allocation.chargers.items()
-                if decision.limited_by != OFFLINE
-            }
-        )
+        holding = self._site.holding
+        targets = {}
+        for charger_id, decision in allocation.chargers.items():
+            if decision.limited_by == OFFLINE:
+                continue
+            current_a = decision.current_a
+            if holding:
+                # The base load is held while cars' reports lag the meter: lower, never raise.
+                budget_a = self._dispatcher.budget_a(charger_id)
+                if budget_a is not None:
+                    current_a = min(current_a, budget_a)
+            targets[charger_id] = ChargerTarget(current_a, self._safe_currents_a.get(charger_id, 0.0))
+        self._dispatcher.submit(targets)
         self.cycles += 1
         cycle = Cycle(self.cycles, snapshot, allocation, trigger, now_mono, time.perf_counter() - started)
         self.last = cycle

@@ -8,7 +8,12 @@ The JSON form of snapshots and allocations (DESIGN §7.2, docs/snapshot.md) is i
 `controller.allocation.snapshot_json`, which imports pydantic; this package itself needs only numpy.
 """
 
-from controller.allocation.allocator import allocate, check_failsafe_budget, predict_fuse_currents
+from controller.allocation.allocator import (
+    allocate,
+    base_at_meters,
+    check_failsafe_budget,
+    predict_fuse_currents,
+)
 from controller.allocation.model import (
     Allocation,
     BudgetCheck,
@@ -38,6 +43,7 @@ __all__ = [
     "SnapshotError",
     "Vehicle",
     "allocate",
+    "base_at_meters",
     "check_failsafe_budget",
     "predict_fuse_currents",
 ]

@@ -15,7 +15,7 @@ to every fuse line) and `check_failsafe_budget` (DESIGN §5: safe currents plus 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -231,6 +231,16 @@ def predict_fuse_currents(
     components = fixed + fuse_components(site, model.coefficients[site.active] * current[:, None])
     lines = fixed_lines + line_currents(components, model.phasor)
     return {fid: _triple(row) for fid, row in zip(site.fuse_ids, lines.tolist(), strict=True)}
+
+
+def base_at_meters(snapshot: SiteSnapshot) -> dict[str, LineTriple]:
+    """The base load (non-EV) below each metered fuse as `allocate` computes it from the readings:
+    measured less the chargers' drawing, unknown lines bounded by Kirchhoff. The daemon holds it while
+    later readings cannot be matched with the chargers' reports (Meter.base_a)."""
+    site = compile_site(snapshot)
+    base = base_load(site, [replace(m, base_a=None) for m in snapshot.meters])
+    index = {fid: i for i, fid in enumerate(site.fuse_ids)}
+    return {m.fuse: _triple(base.line_a[index[m.fuse]].tolist()) for m in snapshot.meters}
 
 
 def check_failsafe_budget(

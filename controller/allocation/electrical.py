@@ -124,6 +124,13 @@ def base_load(site: CompiledSite, meters: Sequence[Meter]) -> BaseLoad:
             problems.append(
                 f"meter on fuse {meter.fuse!r} is stale ({meter.age_s:g} s > {stale_after_s:g} s)"
             )
+        if meter.base_a is not None:
+            held = np.array([np.nan if v is None else v for v in meter.base_a])
+            if np.isnan(held).any():
+                problems.append(f"meter on fuse {meter.fuse!r} has an incomplete held base load")
+                held = np.where(np.isnan(held), site.limit_a[f], held)
+            measured[f] = np.maximum(0.0, held)
+            continue
         reading = np.array([np.nan if v is None else v for v in meter.currents_a])
         if site.it and np.nanmax(np.nan_to_num(reading, nan=0.0)) > 0:
             # 3-wire meters (Aidon) report the line they do not measure as 0 or leave it out; on IT a

@@ -72,7 +72,7 @@ class Policy:
     meter_stale_after_s: float = 30.0
     # A car the controller paused (`paused_at`) is not started again for this long: readings wobbling
     # around a fuse line's limit would otherwise start and pause it every few seconds.
-    restart_hold_s: float = 60.0
+    restart_hold_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,9 @@ class Meter:
     fuse: str
     currents_a: LineValues
     age_s: float | None
+    # The base load below this fuse as the daemon holds it while the meter's latest list cannot be
+    # matched with the chargers' reports (see controller.site.state); None: computed from currents_a.
+    base_a: LineValues | None = None
 
 
 @dataclass(frozen=True, slots=True)

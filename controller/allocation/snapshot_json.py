@@ -64,7 +64,7 @@ class PolicyJson(_Model):
     taper_headroom_a: float = 3.0
     max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
-    restart_hold_s: float = 60.0
+    restart_hold_s: float = 30.0
 
 
 class FuseJson(_Model):
@@ -78,6 +78,7 @@ class MeterJson(_Model):
     fuse: str
     currents_a: PerLineJson
     age_s: float | None
+    base_a: PerLineJson | None = None
 
 
 class VehicleJson(_Model):
@@ -132,7 +133,13 @@ def snapshot_from_json(obj: object) -> SiteSnapshot:
             Fuse(id=f.id, limit_a=f.limit_a, parent=f.parent, base_load_a=f.base_load_a) for f in parsed.fuses
         ),
         meters=tuple(
-            Meter(fuse=m.fuse, currents_a=m.currents_a.values(), age_s=m.age_s) for m in parsed.meters
+            Meter(
+                fuse=m.fuse,
+                currents_a=m.currents_a.values(),
+                age_s=m.age_s,
+                base_a=None if m.base_a is None else m.base_a.values(),
+            )
+            for m in parsed.meters
         ),
         chargers=tuple(_charger(c) for c in parsed.chargers),
     )
@@ -152,7 +159,13 @@ def snapshot_to_json(snapshot: SiteSnapshot) -> dict[str, Any]:
             for f in snapshot.fuses
         ],
         "meters": [
-            {"fuse": m.fuse, "currents_a": _per_line(m.currents_a), "age_s": m.age_s} for m in snapshot.meters
+            {
+                "fuse": m.fuse,
+                "currents_a": _per_line(m.currents_a),
+                "age_s": m.age_s,
+                **({} if m.base_a is None else {"base_a": _per_line(m.base_a)}),
+            }
+            for m in snapshot.meters
         ],
         "chargers": [_charger_json(c) for c in snapshot.chargers],
     }

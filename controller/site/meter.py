@@ -53,6 +53,10 @@ class MeterTracker:
             self._full_power_w = power_w
 
     @property
+    def latest_power_w(self) -> float | None:
+        return self._latest_power_w
+
+    @property
     def last_full_mono(self) -> float | None:
         return None if self._full is None else self._full.received.monotonic_s
 

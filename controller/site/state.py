@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from controller.allocation import (
@@ -22,6 +22,7 @@ from controller.allocation import (
     Policy,
     SiteSnapshot,
     Vehicle,
+    base_at_meters,
 )
 from controller.allocation.model import ROTATION
 from controller.settings import ChargerSection, SiteSettings
@@ -34,6 +35,7 @@ ACTIVE_LINE_THRESHOLD_A = 1.0
 # In between, the meter already sees the new current while the charger's report does not.
 CAR_RESPONSE_S = 5.0
 FOLLOW_WINDOW_S = 20.0
+HOLD_LIMIT_S = 60.0
 EV_POWER_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
 
@@ -69,6 +71,15 @@ class _Track:
     setpoint_changed_mono: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Consistent:
+    """The latest snapshot whose meter reading and charger reports tell the same story."""
+
+    snapshot: SiteSnapshot
+    at_mono: float
+    power_w: float | None
+
+
 def policy_from_settings(settings: SiteSettings) -> Policy:
     p = settings.policy
     interval_s = settings.meter.full_list_interval_s if settings.meter is not None else 10.0
@@ -96,8 +107,14 @@ class SiteState:
         # Aidon/Kaifa power frames are net of export; a rise is spread at the single-phase voltage.
         self._meter = MeterTracker(phase_voltage_v=settings.grid.nominal_voltage_v)
         self.meter_readings = 0
-        # The EV power the setpoints allowed over the last minute (see snapshot).
+        # The EV power the setpoints allowed over the last minute (see _with_meter).
         self._ev_power_history: deque[tuple[float, float]] = deque()
+        self._consistent: _Consistent | None = None
+        self._held_base: tuple[float, float, float] | None = None
+        self.held_cycles = 0
+        # True while the last snapshot held the base load: its allocation may lower setpoints (the
+        # held base is no lower than the readings' truth) but must not raise any (see ControlLoop).
+        self.holding = False
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -149,21 +166,6 @@ class SiteState:
         self, now_mono: float, now_utc: datetime, setpoint_a: Callable[[str], float | None]
     ) -> SiteSnapshot:
         fuses = tuple(Fuse(f.id, self._limits_a[f.id], f.parent, f.base_load_a) for f in self._fuses)
-        meters: tuple[Meter, ...] = ()
-        if self._meter_fuse is not None:
-            ev_power_w = self._ev_power_w(setpoint_a)
-            history = self._ev_power_history
-            history.append((now_mono, ev_power_w))
-            while history and history[0][0] < now_mono - EV_POWER_MEMORY_S:
-                history.popleft()
-            # The meter's last full list may predate cars following setpoints raised up to a
-            # response time before it: the power they add since then is the controller's own doing,
-            # not new base load.
-            full_mono = self._meter.last_full_mono
-            since = now_mono if full_mono is None else full_mono - CAR_RESPONSE_S
-            reference_w = min((p for t, p in history if t >= since), default=ev_power_w)
-            view = self._meter.view(now_mono, explained_rise_w=ev_power_w - reference_w)
-            meters = (Meter(self._meter_fuse, view.currents_a, view.age_s),)
         for cid, track in self._tracks.items():
             value = setpoint_a(cid)
             if value != track.setpoint_seen:
@@ -174,9 +176,80 @@ class SiteState:
         chargers = tuple(
             self._charger(track, now_mono, track.setpoint_seen) for track in self._tracks.values()
         )
-        return SiteSnapshot(
-            now=now_utc, grid=self._grid, fuses=fuses, chargers=chargers, meters=meters, policy=self._policy
+        snapshot = SiteSnapshot(
+            now=now_utc, grid=self._grid, fuses=fuses, chargers=chargers, policy=self._policy
         )
+        self.holding = False
+        if self._meter_fuse is None:
+            return snapshot
+        return self._with_meter(snapshot, now_mono, self._ev_power_w(setpoint_a))
+
+    def _with_meter(self, snapshot: SiteSnapshot, now_mono: float, ev_power_w: float) -> SiteSnapshot:
+        """The snapshot with the meter, its base load held while the readings cannot be matched.
+
+        The meter sees a car's new current within seconds; its charger reports it up to a report
+        interval later. Until every raised charger has reported, measured less reported counts the
+        cars' rise as base load - and on IT with an unmetered L2 twice over (Kirchhoff) - so the site
+        pauses the cars it just started and starts them again once the reports arrive. Meanwhile the
+        base load of the last snapshot without such a mismatch is held, raised by any rise of the
+        meter's total power that the setpoints do not explain (applied to every line, the safe
+        side), for at most HOLD_LIMIT_S. While it is held nobody gets more current (`holding`): the
+        hold only spares cars a pause the readings do not support. A base-load rise hidden behind a
+        car that did not follow its last increase is the remaining exposure: at most that increase,
+        until its charger reports.
+        """
+        assert self._meter_fuse is not None
+        history = self._ev_power_history
+        history.append((now_mono, ev_power_w))
+        while history and history[0][0] < now_mono - EV_POWER_MEMORY_S:
+            history.popleft()
+        # Cars follow setpoints raised up to a response time before a list is taken; what they add
+        # since is the controller's own doing, not base load.
+        full_mono = self._meter.last_full_mono
+        since = now_mono if full_mono is None else full_mono - CAR_RESPONSE_S
+        view = self._meter.view(
+            now_mono, explained_rise_w=ev_power_w - self._min_ev_power_w(since, ev_power_w)
+        )
+        meter = Meter(self._meter_fuse, view.currents_a, view.age_s)
+        snapshot = replace(snapshot, meters=(meter,))
+        if view.age_s is None:
+            self._consistent = None
+            return snapshot
+        mismatched = any(self._unreported_rise(track, now_mono) for track in self._tracks.values())
+        if not mismatched:
+            self._consistent = _Consistent(snapshot, now_mono, self._meter.latest_power_w)
+            self._held_base = None
+            return snapshot
+        consistent = self._consistent
+        if consistent is None or now_mono - consistent.at_mono > HOLD_LIMIT_S:
+            return snapshot
+        if self._held_base is None:
+            self._held_base = base_at_meters(consistent.snapshot)[self._meter_fuse]
+        rise_w = 0.0
+        latest_w = self._meter.latest_power_w
+        if latest_w is not None and consistent.power_w is not None:
+            explained_w = ev_power_w - self._min_ev_power_w(consistent.at_mono - CAR_RESPONSE_S, ev_power_w)
+            rise_w = max(0.0, latest_w - consistent.power_w - explained_w)
+        rise_a = rise_w / self._grid.nominal_voltage_v
+        held = self._held_base
+        base = (held[0] + rise_a, held[1] + rise_a, held[2] + rise_a)
+        self.held_cycles += 1
+        self.holding = True
+        return replace(snapshot, meters=(replace(meter, base_a=base),))
+
+    def _min_ev_power_w(self, since_mono: float, default_w: float) -> float:
+        return min((p for t, p in self._ev_power_history if t >= since_mono), default=default_w)
+
+    @staticmethod
+    def _unreported_rise(track: _Track, now_mono: float) -> bool:
+        """A raised (or started) car whose charger has not reported since it could have followed."""
+        status, before, value = track.status, track.setpoint_before, track.setpoint_seen
+        if status is None or status.state not in _HAS_CAR or before is None or value is None:
+            return False
+        changed = track.setpoint_changed_mono
+        if value <= before or changed is None or now_mono - changed >= FOLLOW_WINDOW_S:
+            return False
+        return track.measured_mono is None or track.measured_mono < changed + CAR_RESPONSE_S
 
     def _ev_power_w(self, setpoint_a: Callable[[str], float | None]) -> float:
         """Most power the chargers may draw at their current setpoints (unknown: their maximum)."""

@@ -141,7 +141,7 @@ def test_demo_garage_is_what_sitectl_demo_needs() -> None:
     assert len(sc.chargers) == 24
     assert {c.version for c in sc.chargers} == {"1.6", "2.0.1"}
     assert {len(c.lines) for c in sc.chargers} == {2, 3}
-    assert loaded.meter is not None and loaded.meter.vendor == "aidon" and loaded.meter.output == "pty"
+    assert loaded.meter is not None and loaded.meter.vendor == "kaifa" and loaded.meter.output == "pty"
     assert 5400 <= sc.duration_s <= 9000
     phases = {spec.phases for _, spec in sc.arrivals.fleet} if sc.arrivals else set()
     assert phases == {1, 3}
