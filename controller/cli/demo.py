@@ -70,6 +70,7 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
     import sys
     from collections.abc import AsyncIterator
 
+    import simulator
     from controller.cli.sim import _free_port, daemon_around
     from controller.cli.status import render_status
     from controller.localapi.client import DaemonUnreachable, RemoteError, call
@@ -77,8 +78,6 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
     from simulator.metrics import plot, report
     from simulator.runner import SimulationRun, run_live, write_json
     from simulator.scenario_file import load_scenario
-
-    import simulator
 
     scenario = Path(simulator.__file__).parent / "scenarios" / SCENARIO_NAME
     loaded = load_scenario(scenario).with_overrides(duration_s=args.duration, speed=args.speed)
