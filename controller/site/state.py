@@ -104,6 +104,7 @@ class SiteState:
         self._tracks = {c.id: _Track(c) for c in settings.chargers}
         self._charger_silent_after_s = charger_silent_after_s
         self._meter_fuse = settings.meter.fuse if settings.meter is not None else None
+        self._root_fuse = next(f.id for f in settings.fuses if f.parent is None)
         # Aidon/Kaifa power frames are net of export; a rise is spread at the single-phase voltage.
         self._meter = MeterTracker(phase_voltage_v=settings.grid.nominal_voltage_v)
         self.meter_readings = 0
@@ -181,7 +182,9 @@ class SiteState:
         )
         self.holding = False
         if self._meter_fuse is None:
-            return snapshot
+            # DESIGN §7.5: a site without a meter runs every charger at its safe current. A meter on
+            # the main fuse that is never read is exactly that to the allocator (limited_by failsafe).
+            return replace(snapshot, meters=(Meter(self._root_fuse, (None, None, None), None),))
         return self._with_meter(snapshot, now_mono, self._ev_power_w(setpoint_a))
 
     def _with_meter(self, snapshot: SiteSnapshot, now_mono: float, ev_power_w: float) -> SiteSnapshot:
