@@ -25,6 +25,14 @@ def register(subparsers: SubParsers) -> None:
     )
     check.add_argument("file", type=Path, metavar="FILE", help="the site configuration (TOML)")
     check.set_defaults(handler=_check)
+    # DESIGN.md §5 names it `sitectl check`: the same check, for the electrician on site.
+    short = subparsers.add_parser(
+        "check",
+        help="validate a site.toml, including the fail-safe budget (same as `config check`)",
+        description=check.description,
+    )
+    short.add_argument("file", type=Path, metavar="FILE", help="the site configuration (TOML)")
+    short.set_defaults(handler=_check)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -92,3 +92,8 @@ def test_runs_as_a_program(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert f"{bad}:1: invalid TOML" in failed.stderr
+
+
+def test_sitectl_check_is_config_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLE)]) == 0
+    assert "fail-safe budget: fits" in capsys.readouterr().out
