@@ -35,7 +35,7 @@ ACTIVE_LINE_THRESHOLD_A = 1.0
 # In between, the meter already sees the new current while the charger's report does not.
 CAR_RESPONSE_S = 5.0
 FOLLOW_WINDOW_S = 20.0
-HOLD_LIMIT_S = 60.0
+HOLD_LIMIT_S = 30.0
 EV_POWER_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
 
@@ -255,12 +255,21 @@ class SiteState:
         return track.measured_mono is None or track.measured_mono < changed + CAR_RESPONSE_S
 
     def _ev_power_w(self, setpoint_a: Callable[[str], float | None]) -> float:
-        """Most power the chargers may draw at their current setpoints (unknown: their maximum)."""
+        """The power the setpoints allow the cars that say they are charging.
+
+        Its rise is what the controller's own increases may explain of a rise in the meter's total
+        power. Only cars whose charger reports them charging count: a car that does not take its
+        start (full, or its own timer) reports SuspendedEV at once, and counting its setpoint would
+        hide as much base-load rise behind it. An unknown setpoint counts as none, for the same
+        reason: what is explained must not be more than the cars can be doing.
+        """
         volts = self._grid.nominal_voltage_v
         total_w = 0.0
         for charger_id, track in self._tracks.items():
-            amps = setpoint_a(charger_id)
-            amps = track.config.max_a if amps is None else amps
+            status = track.status
+            if status is None or not status.online or status.state is not ConnectorState.CHARGING:
+                continue
+            amps = setpoint_a(charger_id) or 0.0
             lines = len(track.config.lines)
             if self._grid.type == "IT":
                 total_w += amps * volts * (math.sqrt(3) if lines == 3 else 1.0)

@@ -301,3 +301,63 @@ def test_a_restart_after_a_pause_a_fuse_forced_is_not_a_rotation_start(tmp_path:
     assert vehicle is not None
     assert vehicle.start_times == ()
     assert vehicle.paused_at == T0 + timedelta(minutes=4)
+
+
+def full_list(mono_s: float, currents: tuple[float, float, float], power_w: float) -> MeterReading:
+    return MeterReading(
+        MeterVendor.KAIFA,
+        MeterList.FULL,
+        ReceiveTime(mono_s, T0),
+        active_power_import_w=power_w,
+        active_power_export_w=0.0,
+        current_l1_a=currents[0],
+        current_l2_a=currents[1],
+        current_l3_a=currents[2],
+    )
+
+
+def power_only(mono_s: float, power_w: float) -> MeterReading:
+    return MeterReading(
+        MeterVendor.KAIFA, MeterList.POWER_ONLY, ReceiveTime(mono_s, T0), active_power_import_w=power_w
+    )
+
+
+def held_base(site: SiteState, now_s: float, setpoint_a: float) -> tuple[float | None, ...] | None:
+    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), {"three": setpoint_a, "one": 0.0}.get)
+    (meter,) = snap.meters
+    return (
+        None if meter.base_a is None else tuple(round(v, 1) if v is not None else None for v in meter.base_a)
+    )
+
+
+def test_the_base_load_is_held_while_a_raised_car_is_unreported(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    site.ingest_meter(full_list(0.0, (30.0, 30.0, 30.0), 20_700.0))
+    assert held_base(site, 0.5, 10.0) is None  # readings match: nothing held
+    assert not site.holding
+    # Raised to 16 A; the next full list already shows the car at 16 A, the report does not yet.
+    assert held_base(site, 1.0, 16.0) == (20.0, 20.0, 20.0)
+    site.ingest_meter(full_list(3.0, (36.0, 36.0, 36.0), 20_700.0 + 6 * 690.0))
+    assert held_base(site, 3.0, 16.0) == (20.0, 20.0, 20.0)  # the car's rise is not base load
+    assert site.holding
+    # A base-load step the setpoints cannot explain still counts, on every line.
+    site.ingest_meter(power_only(5.0, 20_700.0 + 6 * 690.0 + 9200.0))
+    assert held_base(site, 5.0, 16.0) == (60.0, 60.0, 60.0)
+    # The charger reports the car at 16 A: the readings match again.
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=7.0))
+    assert held_base(site, 7.5, 16.0) is None
+
+
+def test_a_car_that_does_not_take_its_increase_explains_nothing(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    site.ingest_meter(full_list(0.0, (30.0, 30.0, 30.0), 20_700.0))
+    held_base(site, 0.5, 10.0)
+    # Raised, but the car stops taking energy (full): the same power rise is now base load.
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EV, (10.0, 10.0, 10.0), seen_s=0.8))
+    held_base(site, 1.0, 16.0)
+    site.ingest_meter(power_only(3.0, 20_700.0 + 6 * 690.0))
+    base = held_base(site, 3.0, 16.0)
+    assert base is not None
+    assert base[0] is not None and base[0] >= 20.0 + 6 * 690.0 / 230.0 - 0.1
