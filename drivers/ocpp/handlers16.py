@@ -10,6 +10,7 @@ from drivers.contracts import ConnectorState, EnergySample, TransactionStarted, 
 from drivers.ocpp import profiles, rpc
 from drivers.ocpp.authorization import AuthDecision
 from drivers.ocpp.counters import C_REPLAYED_STARTS, C_REPLAYED_STOPS, C_UNKNOWN_TRANSACTIONS
+from drivers.ocpp.handlers_common import CommonHandlers
 from drivers.ocpp.meter import BadMeterValue, MeterSample, parse_meter_values
 from drivers.ocpp.session import Handler
 from drivers.ocpp.station import Connector, Station, TransactionRecord, parse_time_or_fault
@@ -69,10 +70,7 @@ def apply_samples(
             )
 
 
-class V16Handlers:
-    def __init__(self, station: Station) -> None:
-        self.station = station
-
+class V16Handlers(CommonHandlers):
     def routes(self) -> dict[str, Handler]:
         return {
             "BootNotification": self.boot_notification,
@@ -87,9 +85,6 @@ class V16Handlers:
             "FirmwareStatusNotification": self.empty,
             "SecurityEventNotification": self.security_event,
         }
-
-    def _now(self) -> str:
-        return profiles.ocpp_time(self.station.services.clock.utc_now())
 
     def boot_notification(self, payload: dict[str, Any]) -> dict[str, Any]:
         station = self.station
@@ -239,21 +234,4 @@ class V16Handlers:
         transaction_id = str(raw_tx) if raw_tx is not None else connector.transaction_id
         apply_samples(station, connector, samples, transaction_id)
         station.emit_status(connector)
-        return {}
-
-    def data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.station.touch()
-        return {"status": "UnknownVendorId"}
-
-    def empty(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.station.touch()
-        return {}
-
-    def security_event(self, payload: dict[str, Any]) -> dict[str, Any]:
-        log.warning(
-            "ocpp.charger_security_event",
-            identity=self.station.identity,
-            type=payload.get("type"),
-            info=str(payload.get("techInfo", ""))[:200],
-        )
         return {}

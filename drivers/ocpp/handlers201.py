@@ -16,8 +16,9 @@ from drivers.ocpp import profiles, rpc
 from drivers.ocpp.authorization import AuthDecision
 from drivers.ocpp.counters import C_REPLAYED_STARTS, C_REPLAYED_STOPS
 from drivers.ocpp.handlers16 import apply_samples, samples_or_fault
+from drivers.ocpp.handlers_common import CommonHandlers
 from drivers.ocpp.session import Handler
-from drivers.ocpp.station import Connector, Station, TransactionRecord, parse_time_or_fault
+from drivers.ocpp.station import Connector, TransactionRecord, parse_time_or_fault
 
 log = structlog.get_logger("drivers.ocpp.v201")
 
@@ -46,10 +47,7 @@ def id_token_info(decision: AuthDecision) -> dict[str, Any]:
     return info
 
 
-class V201Handlers:
-    def __init__(self, station: Station) -> None:
-        self.station = station
-
+class V201Handlers(CommonHandlers):
     def routes(self) -> dict[str, Handler]:
         return {
             "BootNotification": self.boot_notification,
@@ -67,9 +65,6 @@ class V201Handlers:
             "LogStatusNotification": self.empty,
             "SecurityEventNotification": self.security_event,
         }
-
-    def _now(self) -> str:
-        return profiles.ocpp_time(self.station.services.clock.utc_now())
 
     def boot_notification(self, payload: dict[str, Any]) -> dict[str, Any]:
         station = self.station
@@ -256,21 +251,4 @@ class V201Handlers:
             return {}
         apply_samples(station, connector, samples, connector.transaction_id)
         station.emit_status(connector)
-        return {}
-
-    def data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.station.touch()
-        return {"status": "UnknownVendorId"}
-
-    def empty(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.station.touch()
-        return {}
-
-    def security_event(self, payload: dict[str, Any]) -> dict[str, Any]:
-        log.warning(
-            "ocpp.charger_security_event",
-            identity=self.station.identity,
-            type=payload.get("type"),
-            info=str(payload.get("techInfo", ""))[:200],
-        )
         return {}

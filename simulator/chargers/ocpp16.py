@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.chargers.base import Connector, Outgoing, Status, StopReason, Transaction, VirtualCharger, iso
-from simulator.chargers.rpc import OcppError, Payload, Version
+from simulator.chargers.rpc import OcppError, Payload, Version, require
 from simulator.chargers.smart import PURPOSE_NAMES, parse_profile
 from simulator.chargers.spec import SUPPORTED_MEASURANDS, Settings
 
@@ -109,12 +109,7 @@ def decimal_text(value: float) -> str:
 
 
 def _require(payload: Payload, name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in payload:
-        raise OcppError("OccurenceConstraintViolation", f"{name} is required")
-    value = payload[name]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise OcppError("TypeConstraintViolation", f"{name} has the wrong type")
-    return value
+    return require(payload, name, kind, "1.6")
 
 
 class Charger16(VirtualCharger):

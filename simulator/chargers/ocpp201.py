@@ -9,7 +9,7 @@ from typing import Any
 
 from simulator.chargers.base import Connector, Outgoing, Status, StopReason, Transaction, VirtualCharger, iso
 from simulator.chargers.ocpp16 import _bool, _measurands, _non_negative_int
-from simulator.chargers.rpc import OcppError, Payload, Version
+from simulator.chargers.rpc import OcppError, Payload, Version, require
 from simulator.chargers.smart import PURPOSE_NAMES, parse_profile
 from simulator.chargers.spec import Settings
 
@@ -133,12 +133,7 @@ def _constant(body: Payload) -> Callable[[], Payload]:
 
 
 def _require(payload: Payload, name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in payload:
-        raise OcppError("OccurrenceConstraintViolation", f"{name} is required")
-    value = payload[name]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise OcppError("TypeConstraintViolation", f"{name} has the wrong type")
-    return value
+    return require(payload, name, kind, "2.0.1")
 
 
 class Charger201(VirtualCharger):

@@ -56,6 +56,18 @@ def format_error(version: Version) -> str:
     return "FormationViolation" if version == "1.6" else "FormatViolation"
 
 
+def require(payload: Payload, name: str, kind: type | tuple[type, ...], version: Version) -> Any:
+    """A required field of the right JSON type, or the CallError the version names for it (1.6
+    spells it "Occurence", as its specification does)."""
+    if name not in payload:
+        code = "OccurenceConstraintViolation" if version == "1.6" else "OccurrenceConstraintViolation"
+        raise OcppError(code, f"{name} is required")
+    value = payload[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise OcppError("TypeConstraintViolation", f"{name} has the wrong type")
+    return value
+
+
 def framing_error(version: Version) -> str:
     """The code for a frame that is not an OCPP-J message at all."""
     return "ProtocolError" if version == "1.6" else "RpcFrameworkError"
