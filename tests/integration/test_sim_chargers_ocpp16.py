@@ -278,10 +278,12 @@ async def test_clock_aligned_values_follow_the_configured_interval() -> None:
 
         await state.wait_for(lambda: len(aligned()) >= 3, timeout_s=10)
         stamps = [datetime.fromisoformat(m["meter_value"][0]["timestamp"]) for m in aligned()]
-        # Just after the wall clock's 30 s boundaries (within a step or two of loop latency), 30 s apart.
-        assert all((ts.second % 30) + ts.microsecond / 1e6 < 2.0 for ts in stamps)
+        # Just after the wall clock's 30 s boundaries, 30 s apart. At this accelerated speed a busy
+        # machine delays a step by a few simulated seconds; an unaligned sampler would be anywhere in
+        # the 30 s, so 5 s still tells the two apart.
+        assert all((ts.second % 30) + ts.microsecond / 1e6 < 5.0 for ts in stamps)
         assert [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)] == pytest.approx(
-            [30.0] * (len(stamps) - 1), abs=2.0
+            [30.0] * (len(stamps) - 1), abs=5.0
         )
 
 
