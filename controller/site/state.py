@@ -173,8 +173,9 @@ class SiteState:
                 track.setpoint_before = track.setpoint_seen
                 track.setpoint_seen = value
                 track.setpoint_changed_mono = now_mono
+        full_mono = self._meter.last_full_mono
         chargers = tuple(
-            self._charger(track, now_mono, track.setpoint_seen) for track in self._tracks.values()
+            self._charger(track, now_mono, track.setpoint_seen, full_mono) for track in self._tracks.values()
         )
         snapshot = SiteSnapshot(
             now=now_utc, grid=self._grid, fuses=fuses, chargers=chargers, policy=self._policy
@@ -265,7 +266,9 @@ class SiteState:
                 total_w += amps * volts * lines
         return total_w
 
-    def _charger(self, track: _Track, now_mono: float, setpoint_a: float | None) -> Charger:
+    def _charger(
+        self, track: _Track, now_mono: float, setpoint_a: float | None, meter_full_mono: float | None
+    ) -> Charger:
         cfg = track.config
         status = track.status
         online = status is not None and status.online and not self._silent(status, now_mono)
@@ -276,9 +279,14 @@ class SiteState:
             before = track.setpoint_before
             if setpoint_a is not None and before is not None and self._unanswered(track, status, now_mono):
                 if setpoint_a < before:
-                    # A decrease: the meter may already see the car lower than its report says;
-                    # taking the lower value leaves less headroom, which is the safe side.
-                    drawing = _capped(drawing, setpoint_a)
+                    # A decrease: a meter list taken since may already see the car lower than its
+                    # report says; taking the lower value leaves less headroom, the safe side. A list
+                    # taken before the decrease saw the car at its report: capping the car against it
+                    # counted the decrease again as new base load, and every cycle until the next
+                    # list shed more, until every car was paused.
+                    changed = track.setpoint_changed_mono
+                    if meter_full_mono is None or changed is None or meter_full_mono >= changed:
+                        drawing = _capped(drawing, setpoint_a)
                 elif before > 0:
                     # An increase the report does not show yet: the report still answers the old
                     # setpoint, so that is the one to judge it against (not a tapering car).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.allocation import Allocation, Charger, ChargerDecision, Vehicle
+from controller.allocation import Allocation, Charger, ChargerDecision, Vehicle, base_at_meters
 from controller.allocation.model import ChargerState
 from controller.settings import SiteSettings, load_settings
 from controller.site.state import SiteState
@@ -301,3 +301,33 @@ def test_a_restart_after_a_pause_a_fuse_forced_is_not_a_rotation_start(tmp_path:
     assert vehicle is not None
     assert vehicle.start_times == ()
     assert vehicle.paused_at == T0 + timedelta(minutes=4)
+
+
+def full_list(at_s: float, l1_a: float, l2_a: float, l3_a: float) -> MeterReading:
+    return MeterReading(
+        MeterVendor.KAIFA,
+        MeterList.FULL,
+        ReceiveTime(at_s, T0 + timedelta(seconds=at_s)),
+        active_power_import_w=230.0 * (l1_a + l2_a + l3_a),
+        current_l1_a=l1_a,
+        current_l2_a=l2_a,
+        current_l3_a=l3_a,
+    )
+
+
+def test_a_decrease_the_meter_has_not_seen_yet_is_not_counted_as_base_load(tmp_path: Path) -> None:
+    # A car at 16 A on L2, L3 over a base of 20 A per line; the meter's full list predates the
+    # decrease to 6 A. The meter still sees the car at 16 A, so the base is still 20 A: taking the
+    # car at its new limit against that list made the base 10 A higher with every decrease, and
+    # each cycle shed more until every car in the garage was paused (found by tests/hil).
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 0.0), seen_s=0.0))
+    site.ingest_meter(full_list(0.5, 20.0, 36.0, 36.0))
+    site.snapshot(1.0, T0, {"three": 16.0, "one": None}.get)
+    lowered = site.snapshot(2.0, T0, {"three": 6.0, "one": None}.get)
+    assert base_at_meters(lowered)["main"] == pytest.approx((20.0, 20.0, 20.0))
+    # A list taken after the decrease may show the car lower than its (older) report: the car is
+    # then taken at no more than its new limit, so the base is not read lower than it is.
+    site.ingest_meter(full_list(8.0, 20.0, 26.0, 26.0))
+    answered = site.snapshot(9.0, T0, {"three": 6.0, "one": None}.get)
+    assert base_at_meters(answered)["main"] == pytest.approx((20.0, 20.0, 20.0))
