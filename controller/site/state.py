@@ -36,6 +36,10 @@ ACTIVE_LINE_THRESHOLD_A = 1.0
 CAR_RESPONSE_S = 5.0
 FOLLOW_WINDOW_S = 20.0
 HOLD_LIMIT_S = 60.0
+# A car raised this long before a meter list may not show in it yet: it follows within 5 s of the
+# charger applying its new limit (IEC 61851-1), and the charger takes a second or two to apply it.
+LIST_LAG_S = 8.0
+SETPOINT_MEMORY_S = 60.0
 EV_POWER_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
 
@@ -69,6 +73,8 @@ class _Track:
     setpoint_seen: float | None = None
     setpoint_before: float | None = None  # the value before the latest change
     setpoint_changed_mono: float | None = None
+    # (since, value) of the setpoints seen over the last SETPOINT_MEMORY_S, and the one before.
+    setpoint_history: deque[tuple[float, float | None]] = field(default_factory=deque)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +179,7 @@ class SiteState:
                 track.setpoint_before = track.setpoint_seen
                 track.setpoint_seen = value
                 track.setpoint_changed_mono = now_mono
+                _remember(track.setpoint_history, now_mono, value)
         full_mono = self._meter.last_full_mono
         chargers = tuple(
             self._charger(track, now_mono, track.setpoint_seen, full_mono) for track in self._tracks.values()
@@ -216,6 +223,10 @@ class SiteState:
         if view.age_s is None:
             self._consistent = None
             return snapshot
+        aligned = None if full_mono is None else self._aligned_base(snapshot, full_mono)
+        if aligned is not None:
+            meter = replace(meter, base_a=aligned)
+            snapshot = replace(snapshot, meters=(meter,))
         mismatched = any(self._unreported_rise(track, now_mono) for track in self._tracks.values())
         if not mismatched:
             self._consistent = _Consistent(snapshot, now_mono, self._meter.latest_power_w)
@@ -225,7 +236,8 @@ class SiteState:
         if consistent is None or now_mono - consistent.at_mono > HOLD_LIMIT_S:
             return snapshot
         if self._held_base is None:
-            self._held_base = base_at_meters(consistent.snapshot)[self._meter_fuse]
+            (was,) = consistent.snapshot.meters
+            self._held_base = _triple(was.base_a) or base_at_meters(consistent.snapshot)[self._meter_fuse]
         rise_w = 0.0
         latest_w = self._meter.latest_power_w
         if latest_w is not None and consistent.power_w is not None:
@@ -237,6 +249,39 @@ class SiteState:
         self.held_cycles += 1
         self.holding = True
         return replace(snapshot, meters=(replace(meter, base_a=base),))
+
+    def _aligned_base(self, snapshot: SiteSnapshot, list_mono: float) -> tuple[float, float, float] | None:
+        """The base load as of the meter's last full list, when a car's report may be newer than it.
+
+        The list's currents are what the meter saw when it was taken; a charger's report may come
+        after it, showing a car raised since. Measured less that report reads the base low by the
+        raise - the unsafe side: the demo garage ran 3-5 % over its main fuse for 10-20 s on it. A
+        car whose setpoint was lower at any time in the LIST_LAG_S before the list is taken at no
+        more than that setpoint against it. None when no car needs it (the allocator's own
+        reading is the same) or when the list is unusable (the allocator then falls back to safe
+        currents, and a base given here would hide that).
+        """
+        (meter,) = snapshot.meters
+        unknown = sum(1 for value in meter.currents_a if value is None)
+        if unknown > (1 if self._grid.type == "IT" else 0):
+            return None
+        chargers = []
+        capped_any = False
+        for charger in snapshot.chargers:
+            track = self._tracks[charger.id]
+            vehicle = charger.vehicle
+            now_a = track.setpoint_seen
+            floor_a = _floor(track.setpoint_history, list_mono - LIST_LAG_S, list_mono)
+            if vehicle is not None and now_a is not None and floor_a is not None and floor_a < now_a:
+                drawing = _capped(vehicle.drawing_a, floor_a)
+                if drawing != vehicle.drawing_a:
+                    charger = replace(charger, vehicle=replace(vehicle, drawing_a=drawing))
+                    capped_any = True
+            chargers.append(charger)
+        if not capped_any:
+            return None
+        assert self._meter_fuse is not None
+        return base_at_meters(replace(snapshot, chargers=tuple(chargers)))[self._meter_fuse]
 
     def _min_ev_power_w(self, since_mono: float, default_w: float) -> float:
         return min((p for t, p in self._ev_power_history if t >= since_mono), default=default_w)
@@ -408,6 +453,35 @@ def _active_lines(
         if len(active) == 1:
             return None  # one terminal of three: which pair is unknown, so assume all wired lines
     return tuple(active)
+
+
+def _remember(history: deque[tuple[float, float | None]], now_mono: float, value: float | None) -> None:
+    history.append((now_mono, value))
+    # Keep the one setpoint that was in force at the start of the memory, and what came after it.
+    while len(history) > 1 and history[1][0] <= now_mono - SETPOINT_MEMORY_S:
+        history.popleft()
+
+
+def _floor(history: deque[tuple[float, float | None]], start_mono: float, end_mono: float) -> float | None:
+    """The lowest setpoint in force at some time in [start, end]; None when one of them was unknown
+    or there is no history."""
+    in_force: list[float | None] = []
+    for since, value in history:
+        if since <= start_mono:
+            in_force = [value]
+        elif since <= end_mono:
+            in_force.append(value)
+    if not in_force or any(value is None for value in in_force):
+        return None
+    return min(value for value in in_force if value is not None)
+
+
+def _triple(
+    values: tuple[float | None, float | None, float | None] | None,
+) -> tuple[float, float, float] | None:
+    if values is None or values[0] is None or values[1] is None or values[2] is None:
+        return None
+    return (values[0], values[1], values[2])
 
 
 def _capped(

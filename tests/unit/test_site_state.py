@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.allocation import Allocation, Charger, ChargerDecision, Vehicle, base_at_meters
+from controller.allocation import Allocation, Charger, ChargerDecision, SiteSnapshot, Vehicle, base_at_meters
 from controller.allocation.model import ChargerState
 from controller.settings import SiteSettings, load_settings
 from controller.site.state import SiteState
@@ -331,3 +331,32 @@ def test_a_decrease_the_meter_has_not_seen_yet_is_not_counted_as_base_load(tmp_p
     site.ingest_meter(full_list(8.0, 20.0, 26.0, 26.0))
     answered = site.snapshot(9.0, T0, {"three": 6.0, "one": None}.get)
     assert base_at_meters(answered)["main"] == pytest.approx((20.0, 20.0, 20.0))
+
+
+def test_a_car_raised_after_the_meter_list_is_taken_at_what_it_drew_when_the_list_was_taken(
+    tmp_path: Path,
+) -> None:
+    # The meter's full list (every 10 s) was taken with the car at 6 A; the car was raised to 10 A
+    # after it and its charger has reported 10 A since. Against that list the car drew 6 A: taking
+    # it at 10 A read the base 4 A low on its lines, the allocator filled the fuse to its margin on
+    # that, and the demo garage ran 3-5 % over its main fuse for 10-20 s (found by tests/hil).
+    site = SiteState(settings(tmp_path, "TN"))
+    setpoints = {"three": 6.0, "one": None}
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (6.0, 6.0, 0.0), seen_s=0.0))
+    site.snapshot(1.0, T0, setpoints.get)
+    site.ingest_meter(full_list(9.5, 20.0, 26.0, 26.0))
+    setpoints["three"] = 10.0
+    site.snapshot(10.0, T0, setpoints.get)
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 0.0), seen_s=16.0))
+    reported = site.snapshot(17.0, T0, setpoints.get)
+    assert base_at_meters_or_held(reported) == pytest.approx((20.0, 20.0, 20.0))
+    # The next list sees the car at 10 A: the base is the same 20 A, read directly.
+    site.ingest_meter(full_list(19.5, 20.0, 30.0, 30.0))
+    listed = site.snapshot(20.0, T0, setpoints.get)
+    assert base_at_meters_or_held(listed) == pytest.approx((20.0, 20.0, 20.0))
+
+
+def base_at_meters_or_held(snapshot: SiteSnapshot) -> tuple[float | None, float | None, float | None]:
+    """The base load the allocator uses: the daemon's own estimate where it gives one."""
+    (meter,) = snapshot.meters
+    return meter.base_a if meter.base_a is not None else base_at_meters(snapshot)["main"]
