@@ -39,8 +39,9 @@ HOLD_LIMIT_S = 60.0
 # A car raised this long before a meter list may not show in it yet: it follows within 5 s of the
 # charger applying its new limit (IEC 61851-1), and the charger takes a second or two to apply it.
 LIST_LAG_S = 8.0
+# The setpoints' power is looked up back to a response time before the oldest snapshot held.
+EV_POWER_MEMORY_S = HOLD_LIMIT_S + 2 * CAR_RESPONSE_S
 SETPOINT_MEMORY_S = 60.0
-EV_POWER_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
 
 _WANTS_ENERGY = frozenset(
@@ -209,15 +210,11 @@ class SiteState:
         assert self._meter_fuse is not None
         history = self._ev_power_history
         history.append((now_mono, ev_power_w))
-        while history and history[0][0] < now_mono - EV_POWER_MEMORY_S:
+        while len(history) > 1 and history[1][0] <= now_mono - EV_POWER_MEMORY_S:
             history.popleft()
-        # Cars follow setpoints raised up to a response time before a list is taken; what they add
-        # since is the controller's own doing, not base load.
         full_mono = self._meter.last_full_mono
-        since = now_mono if full_mono is None else full_mono - CAR_RESPONSE_S
-        view = self._meter.view(
-            now_mono, explained_rise_w=ev_power_w - self._min_ev_power_w(since, ev_power_w)
-        )
+        explained_w = 0.0 if full_mono is None else self._ev_change_w(full_mono, now_mono)
+        view = self._meter.view(now_mono, explained_rise_w=explained_w)
         meter = Meter(self._meter_fuse, view.currents_a, view.age_s)
         snapshot = replace(snapshot, meters=(meter,))
         if view.age_s is None:
@@ -241,7 +238,7 @@ class SiteState:
         rise_w = 0.0
         latest_w = self._meter.latest_power_w
         if latest_w is not None and consistent.power_w is not None:
-            explained_w = ev_power_w - self._min_ev_power_w(consistent.at_mono - CAR_RESPONSE_S, ev_power_w)
+            explained_w = self._ev_change_w(consistent.at_mono, now_mono)
             rise_w = max(0.0, latest_w - consistent.power_w - explained_w)
         rise_a = rise_w / self._grid.nominal_voltage_v
         held = self._held_base
@@ -283,8 +280,27 @@ class SiteState:
         assert self._meter_fuse is not None
         return base_at_meters(replace(snapshot, chargers=tuple(chargers)))[self._meter_fuse]
 
-    def _min_ev_power_w(self, since_mono: float, default_w: float) -> float:
-        return min((p for t, p in self._ev_power_history if t >= since_mono), default=default_w)
+    def _ev_change_w(self, seen_mono: float, now_mono: float) -> float:
+        """How much the setpoints changed the cars' power between a reading taken at `seen_mono` and
+        now: what a change of the meter's total power since that reading owes to the controller.
+
+        A reading reflects the setpoints of a response time before it (cars follow within 5 s), so
+        a raise in the 5 s before it counts as made after it. Now, a raise counts at once - taking the
+        cars' rise for new base load paused the cars just started, every time - and a decrease only
+        once the cars have had the response time to follow it; before that the meter still shows
+        them drawing. Without the decreases, a base-load step that made the daemon lower the cars
+        was netted against their fall and hidden until the next full list: the daemon raised the
+        cars into the step and ran the fuse 28 % over for 20 s.
+        """
+        history = self._ev_power_history
+        if not history:
+            return 0.0
+        before_w = _in_force(history, seen_mono - CAR_RESPONSE_S)
+        now_w = max(
+            [_in_force(history, now_mono - CAR_RESPONSE_S)]
+            + [p for t, p in history if now_mono - CAR_RESPONSE_S < t <= now_mono]
+        )
+        return now_w - before_w
 
     @staticmethod
     def _unreported_rise(track: _Track, now_mono: float) -> bool:
@@ -453,6 +469,16 @@ def _active_lines(
         if len(active) == 1:
             return None  # one terminal of three: which pair is unknown, so assume all wired lines
     return tuple(active)
+
+
+def _in_force(history: deque[tuple[float, float]], at_mono: float) -> float:
+    """The value of a (since, value) history at `at_mono`; its oldest value before it begins."""
+    value = history[0][1]
+    for since, candidate in history:
+        if since > at_mono:
+            break
+        value = candidate
+    return value
 
 
 def _remember(history: deque[tuple[float, float | None]], now_mono: float, value: float | None) -> None:
