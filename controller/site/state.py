@@ -43,6 +43,8 @@ LIST_LAG_S = 8.0
 EV_POWER_MEMORY_S = HOLD_LIMIT_S + 2 * CAR_RESPONSE_S
 SETPOINT_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
+# Why a charging car was paused when the allocator said rotation but nobody took its place.
+ROOM = "room"
 
 _WANTS_ENERGY = frozenset(
     {ConnectorState.CHARGING, ConnectorState.SUSPENDED_EV, ConnectorState.SUSPENDED_EVSE}
@@ -423,8 +425,23 @@ class SiteState:
             track.paused_at = now_utc
 
     def note_allocation(self, allocation: Allocation, now_utc: datetime) -> None:
-        """Forget starts older than an hour; mark cars that start waiting or leave."""
+        """Forget starts older than an hour; mark cars that start waiting or leave; remember why a
+        charging car was paused, for as long as it waits.
+
+        The allocator calls a pause `rotation` whenever the car's minimum would fit alone. A car it
+        pauses so that a waiting car can charge has yielded its place: its restart is a rotation
+        start. One it pauses while nobody waiting is started in its place was paused because the
+        room shrank (a base load rose, the meter froze): the fuse's doing, like a pause a fuse line
+        forces, and its restart is not counted against `max_starts_per_hour`. Counting those left
+        four of six cars in the fault-drill garage waiting at `start_limit` for twenty minutes while
+        current was free.
+        """
         horizon = now_utc - START_MEMORY
+        taken_over = any(
+            decision.state == "charging" and not self._tracks[cid].setpoint_seen
+            for cid, decision in allocation.chargers.items()
+            if cid in self._tracks
+        )
         for charger_id, decision in allocation.chargers.items():
             track = self._tracks.get(charger_id)
             if track is None:
@@ -437,7 +454,12 @@ class SiteState:
                 track.paused_at = None
                 track.pause_reason = None
             elif decision.state == "paused":
-                track.pause_reason = decision.limited_by
+                if track.setpoint_seen:
+                    # The decision that pauses a charging car says why it stops.
+                    reason = decision.limited_by
+                    track.pause_reason = ROOM if reason == ROTATION and not taken_over else reason
+                elif track.pause_reason is None:
+                    track.pause_reason = decision.limited_by
                 if track.waiting_since is None and not track.setpoint_seen:
                     track.waiting_since = now_utc
 

@@ -391,3 +391,43 @@ def test_a_base_load_step_stays_visible_after_the_cars_follow_the_decrease_it_ca
     followed = site.snapshot(8.1, T0, setpoints.get)
     base = base_at_meters_or_held(followed)
     assert base[0] is not None and base[0] >= 60.0
+
+
+def test_a_charging_car_paused_when_nobody_takes_its_place_is_not_a_rotation_start(tmp_path: Path) -> None:
+    # The room shrank (a held base load, a frozen meter): the allocator pauses cars whose minimum
+    # would still fit alone, which it calls rotation. Nobody waiting was started in their place, so
+    # it was the fuse, not rotation: counting the restarts left four of six cars in the fault-drill
+    # garage at start_limit for twenty minutes while current was free (found by tests/hil).
+    site = SiteState(settings(tmp_path))
+    setpoints: dict[str, float | None] = {"three": 6.0, "one": 6.0}
+    site.ingest_charger(status("three", ConnectorState.CHARGING))
+    site.ingest_charger(status("one", ConnectorState.CHARGING))
+    for minute in (0, 5, 10, 15, 20):
+        now = T0 + timedelta(minutes=minute)
+        setpoints["three"] = 6.0
+        site.snapshot(minute * 60, now, setpoints.get)
+        decide(site, now, "rotation", three="paused", one="charging")  # one was charging already
+        setpoints["three"] = 0.0
+        site.snapshot(minute * 60 + 1, now, setpoints.get)
+        decide(site, now, "rotation", three="paused", one="charging")
+    site.snapshot(21 * 60, T0 + timedelta(minutes=21), {"three": 6.0, "one": 6.0}.get)
+    vehicle = snapshot_charger(site, "three", 21 * 60, 6.0).vehicle
+    assert vehicle is not None
+    assert vehicle.start_times == ()
+
+
+def test_a_charging_car_that_yields_to_a_waiting_one_is_a_rotation_start_when_it_resumes(
+    tmp_path: Path,
+) -> None:
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.CHARGING))
+    site.ingest_charger(status("one", ConnectorState.SUSPENDED_EVSE))
+    site.snapshot(0.0, T0, {"three": 6.0, "one": 0.0}.get)
+    decide(site, T0, "rotation", three="paused", one="charging")  # one, waiting, takes the place
+    later = T0 + timedelta(minutes=15)
+    site.snapshot(1.0, T0, {"three": 0.0, "one": 6.0}.get)
+    decide(site, later, "rotation", three="charging", one="paused")
+    site.snapshot(900.0, later, {"three": 6.0, "one": 0.0}.get)
+    vehicle = snapshot_charger(site, "three", 900.0, 6.0).vehicle
+    assert vehicle is not None
+    assert vehicle.start_times == (later,)
