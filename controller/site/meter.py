@@ -59,6 +59,23 @@ class MeterTracker:
         return self._latest_power_w
 
     @property
+    def full_power_w(self) -> float | None:
+        """The net power when the last full list was taken."""
+        return self._full_power_w
+
+    @property
+    def full_currents_a(self) -> LineValues:
+        """The last full list's line currents as read (magnitudes; None where not reported)."""
+        full = self._full
+        if full is None:
+            return (None, None, None)
+        return (
+            _abs_plus(full.current_a("L1"), 0.0),
+            _abs_plus(full.current_a("L2"), 0.0),
+            _abs_plus(full.current_a("L3"), 0.0),
+        )
+
+    @property
     def last_full_mono(self) -> float | None:
         return None if self._full is None else self._full.received.monotonic_s
 

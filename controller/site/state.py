@@ -82,10 +82,12 @@ class _Track:
 
 @dataclass(frozen=True, slots=True)
 class _Consistent:
-    """The latest snapshot whose meter reading and charger reports tell the same story."""
+    """The latest snapshot whose meter reading and charger reports tell the same story, with the
+    meter at its full list as read (no power-frame estimate on top) and that list's time and power:
+    a held base load is carried forward from the list, as the live estimate is."""
 
     snapshot: SiteSnapshot
-    at_mono: float
+    list_mono: float
     power_w: float | None
 
 
@@ -228,11 +230,18 @@ class SiteState:
             snapshot = replace(snapshot, meters=(meter,))
         mismatched = any(self._unreported_rise(track, now_mono) for track in self._tracks.values())
         if not mismatched:
-            self._consistent = _Consistent(snapshot, now_mono, self._meter.latest_power_w)
+            assert full_mono is not None
+            as_read = replace(meter, currents_a=self._meter.full_currents_a, base_a=None)
+            aligned_read = self._aligned_base(replace(snapshot, meters=(as_read,)), full_mono)
+            self._consistent = _Consistent(
+                replace(snapshot, meters=(replace(as_read, base_a=aligned_read),)),
+                full_mono,
+                self._meter.full_power_w,
+            )
             self._held_base = None
             return snapshot
         consistent = self._consistent
-        if consistent is None or now_mono - consistent.at_mono > HOLD_LIMIT_S:
+        if consistent is None or now_mono - consistent.list_mono > HOLD_LIMIT_S:
             return snapshot
         if self._held_base is None:
             (was,) = consistent.snapshot.meters
@@ -240,7 +249,7 @@ class SiteState:
         rise_w = 0.0
         latest_w = self._meter.latest_power_w
         if latest_w is not None and consistent.power_w is not None:
-            explained_w = self._ev_change_w(consistent.at_mono, now_mono)
+            explained_w = self._ev_change_w(consistent.list_mono, now_mono)
             rise_w = max(0.0, latest_w - consistent.power_w - explained_w)
         rise_a = rise_w / self._grid.nominal_voltage_v
         held = self._held_base
@@ -286,18 +295,24 @@ class SiteState:
         """How much the setpoints changed the cars' power between a reading taken at `seen_mono` and
         now: what a change of the meter's total power since that reading owes to the controller.
 
-        A reading reflects the setpoints of a response time before it (cars follow within 5 s), so
-        a raise in the 5 s before it counts as made after it. Now, a raise counts at once - taking the
-        cars' rise for new base load paused the cars just started, every time - and a decrease only
-        once the cars have had the response time to follow it; before that the meter still shows
-        them drawing. Without the decreases, a base-load step that made the daemon lower the cars
-        was netted against their fall and hidden until the next full list: the daemon raised the
-        cars into the step and ran the fuse 28 % over for 20 s.
+        A reading taken within a response time (5 s) of a change may or may not show it; at the
+        reading the lowest value of the 5 s before it is taken, as the base load read from that
+        list takes each car (`_aligned_base`, `_capped`): a raise then counts as made after the
+        reading - taking the cars' rise for new base load paused the cars just started - and a
+        decrease as shown in it, not counted twice (a rotation's turn read a 30 A base rise out of
+        that). Now, a raise counts at once and a decrease only once the cars have had the response
+        time to follow it; before that the meter still shows them drawing. Without the decreases,
+        a base-load step that made the daemon lower the cars was netted against their fall and
+        hidden until the next full list: the daemon raised the cars into the step and ran the fuse
+        28 % over for 20 s.
         """
         history = self._ev_power_history
         if not history:
             return 0.0
-        before_w = _in_force(history, seen_mono - CAR_RESPONSE_S)
+        before_w = min(
+            [_in_force(history, seen_mono - CAR_RESPONSE_S)]
+            + [p for t, p in history if seen_mono - CAR_RESPONSE_S < t <= seen_mono]
+        )
         now_w = max(
             [_in_force(history, now_mono - CAR_RESPONSE_S)]
             + [p for t, p in history if now_mono - CAR_RESPONSE_S < t <= now_mono]

@@ -431,3 +431,23 @@ def test_a_charging_car_that_yields_to_a_waiting_one_is_a_rotation_start_when_it
     vehicle = snapshot_charger(site, "three", 900.0, 6.0).vehicle
     assert vehicle is not None
     assert vehicle.start_times == (later,)
+
+
+def test_a_decrease_the_meter_already_shows_is_not_counted_again(tmp_path: Path) -> None:
+    # The car is lowered from 16 A to 6 A, follows within 3 s, and the next full list shows it at
+    # 6 A. Later power frames show no change: the base load is still 20 A. Counting the decrease
+    # as still to come read a 30 A base rise on every line out of it, and at every turn of a
+    # rotation the daemon paused the cars it had just started (found by tests/hil, requirement (d)).
+    site = SiteState(settings(tmp_path, "TN"))
+    setpoints = {"three": 16.0, "one": None}
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=0.0))
+    site.ingest_meter(full_list(0.5, 36.0, 36.0, 36.0))
+    site.snapshot(0.6, T0, setpoints.get)
+    setpoints["three"] = 6.0
+    site.snapshot(5.0, T0, setpoints.get)
+    site.ingest_meter(full_list(8.0, 26.0, 26.0, 26.0))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (6.0, 6.0, 6.0), seen_s=9.0))
+    site.snapshot(9.5, T0, setpoints.get)
+    site.ingest_meter(power_frame(20.0, 230.0 * 78))
+    later = site.snapshot(20.1, T0, setpoints.get)
+    assert base_at_meters_or_held(later) == pytest.approx((20.0, 20.0, 20.0))
