@@ -451,3 +451,32 @@ def test_a_decrease_the_meter_already_shows_is_not_counted_again(tmp_path: Path)
     site.ingest_meter(power_frame(20.0, 230.0 * 78))
     later = site.snapshot(20.1, T0, setpoints.get)
     assert base_at_meters_or_held(later) == pytest.approx((20.0, 20.0, 20.0))
+
+
+def test_a_car_paused_right_after_it_was_started_keeps_its_place_in_the_queue(tmp_path: Path) -> None:
+    # At a rotation's turn the cars next in the queue were started and, before they drew anything,
+    # paused again; their wait restarted, cars that had just had their turn went before them, and
+    # four of 24 cars waited 900 s against a 660 s bound (found by tests/hil, requirement (d)).
+    site = SiteState(settings(tmp_path))
+    site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
+    setpoints: dict[str, float | None] = {"three": 0.0, "one": None}
+    site.snapshot(0.0, T0, setpoints.get)
+    decide(site, T0, "rotation", three="paused")
+    turn = T0 + timedelta(minutes=10)
+    setpoints["three"] = 6.0
+    site.snapshot(600.0, turn, setpoints.get)
+    setpoints["three"] = 0.0
+    site.snapshot(605.0, turn + timedelta(seconds=5), setpoints.get)
+    decide(site, turn + timedelta(seconds=5), "rotation", three="paused")
+    vehicle = snapshot_charger(site, "three", 606.0, 0.0).vehicle
+    assert vehicle is not None
+    assert vehicle.waiting_since == T0
+    # A car that had its turn queues again from when it was paused.
+    setpoints["three"] = 6.0
+    site.snapshot(700.0, T0 + timedelta(seconds=700), setpoints.get)
+    setpoints["three"] = 0.0
+    paused = T0 + timedelta(seconds=1000)
+    site.snapshot(1000.0, paused, setpoints.get)
+    vehicle = snapshot_charger(site, "three", 1001.0, 0.0).vehicle
+    assert vehicle is not None
+    assert vehicle.waiting_since == paused
