@@ -264,13 +264,16 @@ class SiteState:
     def _aligned_base(self, snapshot: SiteSnapshot, list_mono: float) -> tuple[float, float, float] | None:
         """The base load as of the meter's last full list, when a car's report may be newer than it.
 
-        The list's currents are what the meter saw when it was taken; a charger's report may come
-        after it, showing a car raised since. Measured less that report reads the base low by the
-        raise - the unsafe side: the demo garage ran 3-5 % over its main fuse for 10-20 s on it. A
-        car whose setpoint was lower at any time in the LIST_LAG_S before the list is taken at no
-        more than that setpoint against it. None when no car needs it (the allocator's own
-        reading is the same) or when the list is unusable (the allocator then falls back to safe
-        currents, and a base given here would hide that).
+        The list's currents are what the meter saw when it was taken; a charger's report is not
+        taken with it. One that came after it may show a car raised since (the demo garage ran
+        3-5 % over its main fuse for 10-20 s reading the base low by such raises); one that came
+        long before may show a current the car has left since (a car lowered and then paused, its
+        last report still at the old current: requirement (a)'s fuse stayed 1.6 A over for 10 s).
+        Against the list, each car is taken at no more than the lowest setpoint in force in the
+        LIST_LAG_S before it - a car draws no more than its limit once it has followed, and the
+        lower value is the one that leaves less headroom. None when no car needs it (the
+        allocator's own reading is the same) or when the list is unusable (the allocator then
+        falls back to safe currents, and a base given here would hide that).
         """
         (meter,) = snapshot.meters
         unknown = sum(1 for value in meter.currents_a if value is None)
@@ -283,7 +286,7 @@ class SiteState:
             vehicle = charger.vehicle
             now_a = track.setpoint_seen
             floor_a = _floor(track.setpoint_history, list_mono - LIST_LAG_S, list_mono)
-            if vehicle is not None and now_a is not None and floor_a is not None and floor_a < now_a:
+            if vehicle is not None and now_a is not None and floor_a is not None:
                 drawing = _capped(vehicle.drawing_a, floor_a)
                 if drawing != vehicle.drawing_a:
                     charger = replace(charger, vehicle=replace(vehicle, drawing_a=drawing))
