@@ -16,7 +16,7 @@ import pytest
 
 from simulator.recording import Recording
 from tests.hil.sites import tn_site, visit
-from tests.support.hil import run_hil
+from tests.support.hil import HilRun, run_hil
 from tests.support.hil_checks import check_overload, first_charge_delays_s
 
 pytestmark = [pytest.mark.hil]
@@ -210,7 +210,18 @@ duration_s = {DEAD_S:g}
         extra=kill + visits,
         record_every_steps=EVERY_STEP,
     )
-    result = await run_hil(loaded, tmp_path)
+
+    async def watch(run: HilRun) -> tuple[bool, bool, int]:
+        # The daemon's own view: gone while killed, back in control of every charger after.
+        await run.sleep_until(KILL_AT_S + 10)
+        answered_dead = await run.answers()
+        await run.sleep_until(KILL_AT_S + DEAD_S + 60)
+        status = await run.status()
+        online = sum(1 for c in status["chargers"].values() if c is not None and c["online"])
+        return answered_dead, await run.answers(), online
+
+    result = await run_hil(loaded, tmp_path, probe=watch)
+    assert result.probe == (False, True, 5)
     rec = result.recording
     t = rec.t_s[: rec.rows]
     offered = offered_a(rec)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,15 +63,13 @@ class HilRun:
         assert isinstance(result, dict)
         return result
 
-    def offered_a(self) -> dict[str, float]:
-        """Every connector's offered current (its pilot: the limit the charger applies) right now,
-        by `identity/connector`, only where a transaction runs (elsewhere nothing is offered)."""
-        out: dict[str, float] = {}
-        for charger in self.sim.garage.chargers:
-            for conn in charger.connectors:
-                if conn.tx is not None:
-                    out[f"{charger.spec.identity}/{conn.id}"] = conn.pilot_a
-        return out
+    async def answers(self) -> bool:
+        """Does the daemon answer on its control socket now (False while it is killed)?"""
+        try:
+            await self.status()
+        except (OSError, TimeoutError, DaemonUnreachable, RemoteError):
+            return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +175,8 @@ async def run_hil(
             around=around,
             out=lines.append,
         )
-    except BaseException:
-        _tail(workdir, lines)
+    except Exception as exc:
+        exc.add_note(_tail(workdir, lines))
         raise
     if outcome.get("unfinished"):
         raise AssertionError(f"the probe did not finish before the scenario ended\n{_tail(workdir, lines)}")
@@ -216,23 +213,3 @@ def _tail(workdir: Path, lines: list[str], count: int = 30) -> str:
     with contextlib.suppress(OSError):
         text = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-count:])
     return "run output:\n" + "\n".join(lines[-count:]) + f"\ndaemon log ({log}):\n" + text
-
-
-# ----------------------------------------------------------------------------- ground truth views
-
-
-def connector_index(rec: Recording, connector: str) -> int:
-    return rec.connector_ids.index(connector)
-
-
-def fuse_line_series(rec: Recording, fuse: str, line: str) -> Any:
-    """One fuse line's current over the run (a numpy view), aligned with `rec.t_s`."""
-    return rec.fuse_a[:, rec.fuse_ids.index(fuse), ("L1", "L2", "L3").index(line)]
-
-
-def first_time(rec: Recording, mask: Any, after_s: float = -math.inf) -> float | None:
-    """The first recorded time at or after `after_s` where `mask` (a bool per row) holds."""
-    for i in range(rec.rows):
-        if rec.t_s[i] >= after_s and bool(mask[i]):
-            return float(rec.t_s[i])
-    return None
