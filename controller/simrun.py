@@ -112,11 +112,13 @@ def daemon_config(
 
 
 def write_daemon_config(config: Mapping[str, Any], path: Path) -> Path:
-    """Write the configuration as TOML and check it as the daemon will (raises ConfigError)."""
+    """Write the configuration as TOML and check it as the daemon will, fail-safe budget included
+    (raises ConfigError)."""
+    from controller.allocation.settings_check import failsafe_budget_problems
     from controller.settings import load_settings
 
     path.write_text(tomli_w.dumps(_toml_ready(config)), encoding="utf-8")
-    load_settings(path, {})
+    load_settings(path, {}, failsafe_budget_check=failsafe_budget_problems)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Non-EV load of the building: evening peak, ventilation, a lift motor's step; seeded noise.
+"""Non-EV load of the building: evening peak, ventilation, a lift motor's step, a switched load; noise.
 
 A base load is three currents. On TN they are line currents (L1, L2, L3 to neutral); on IT they are
 branch currents (L1-L2, L2-L3, L3-L1), because an IT load is itself a three-wire load and its line
@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-BaseLoadKind = Literal["constant", "evening_peak", "ventilation", "lift"]
+BaseLoadKind = Literal["constant", "evening_peak", "ventilation", "lift", "step"]
 NOISE_WINDOW_S = 60.0
 
 
@@ -24,7 +24,8 @@ class BaseLoadSpec:
     """`amps`: per line (TN) or per branch (IT) at full load. Ventilation cycles `period_s` with
     `duty`; a lift runs `run_s` at full load `starts_per_h` times an hour, `inrush_factor` x for
     `inrush_s` at each start; the evening peak follows the hour of day (the garage passes local
-    seconds of day)."""
+    seconds of day); a step is off until `at_s`, then at full load for `duration_s` (default: to the
+    end) - a load switched on that the controller cannot foresee (a sauna, a heat pump, a test)."""
 
     id: str
     fuse: str
@@ -39,10 +40,14 @@ class BaseLoadSpec:
     inrush_factor: float = 2.5
     inrush_s: float = 1.0
     idle_fraction: float = 0.05
+    at_s: float = 0.0
+    duration_s: float = math.inf
 
     def __post_init__(self) -> None:
         if any(a < 0 for a in self.amps):
             raise ValueError(f"base load {self.id!r}: amps must not be negative")
+        if self.at_s < 0 or not self.duration_s > 0:
+            raise ValueError(f"base load {self.id!r}: at_s must be >= 0 and duration_s > 0")
         if not 0 <= self.noise_fraction < 1:
             raise ValueError(f"base load {self.id!r}: noise_fraction must be in [0, 1)")
 
@@ -80,6 +85,8 @@ class BaseLoadProfile:
             return 1.0
         if spec.kind == "evening_peak":
             return evening_shape(local_s_of_day)
+        if spec.kind == "step":
+            return 1.0 if spec.at_s <= t_s < spec.at_s + spec.duration_s else 0.0
         if spec.kind == "ventilation":
             return 1.0 if ((t_s + self._phase_s) % spec.period_s) < spec.duty * spec.period_s else 0.0
         i = int(np.searchsorted(self._lift_starts, t_s, side="right")) - 1

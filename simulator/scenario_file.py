@@ -713,11 +713,15 @@ class _Loader:
             "inrush_factor": table.number("inrush_factor", None, min_value=0),
             "inrush_s": table.number("inrush_s", None, min_value=0),
             "idle_fraction": table.number("idle_fraction", None, min_value=0),
+            "at_s": table.number("at_s", None, min_value=0),
+            "duration_s": table.number("duration_s", None, above=0),
         }
         spec = BaseLoadSpec(
             id=table.text("id"),
             fuse=table.text("fuse"),
-            kind=table.text("kind", "constant", choices=("constant", "evening_peak", "ventilation", "lift")),
+            kind=table.text(
+                "kind", "constant", choices=("constant", "evening_peak", "ventilation", "lift", "step")
+            ),
             amps=(values[0], values[1], values[2]),
             **{k: v for k, v in optional.items() if v is not None},
         )

@@ -229,23 +229,35 @@ class Ledger:
     async def transaction(self) -> AsyncIterator[LedgerTx]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT); rolled back if the body raises."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            tx = LedgerTx(self._db)
+            committed = False
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                tx = LedgerTx(self._db)
                 yield tx
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            try:
                 await self._db.execute("COMMIT")
-            except sqlite3.Error:
-                # A failed COMMIT (disk full, I/O error) leaves the transaction open.
-                if self._db.in_transaction:
-                    await self._db.execute("ROLLBACK")
-                raise
+                committed = True
+            finally:
+                if not committed:
+                    await self._roll_back()
         if tx.outbox_rows_written:
             for listener in list(self._outbox_listeners):
                 listener()
+
+    async def _roll_back(self) -> None:
+        """End the transaction the connection's thread may have open, whatever left it so.
+
+        A statement runs to its end in that thread even when the task awaiting it is cancelled (the
+        daemon cancels its session writer at shutdown): a cancel during BEGIN left the transaction
+        open, and every later BEGIN failed. The ROLLBACK is queued after whatever statement is still
+        running, and shielded so that a second cancel cannot leave it unsent. A failed COMMIT (disk
+        full, I/O error) leaves the transaction open too; a COMMIT that ran after all, or a BEGIN that
+        failed, leaves none, and then there is nothing to roll back.
+        """
+        try:
+            await asyncio.shield(self._db.execute("ROLLBACK"))
+        except sqlite3.OperationalError:
+            if self._db.in_transaction:
+                raise
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:

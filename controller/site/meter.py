@@ -6,9 +6,11 @@ current, as if all of it landed on each line: that overstates a balanced rise th
 overload is acted on within one power-only frame instead of up to 10 s later (DESIGN.md §5). A fall in
 power is not applied: waiting for the next full list to release current is the safe side.
 
-The part of a rise that the controller's own increases explain is left out (`explained_rise_w`):
+The part of a change that the controller's own setpoints explain is left out (`explained_rise_w`):
 counting the cars it just allowed to ramp as new base load on every line made the site pause them
-all and start them again at the next full list, every time.
+all and start them again at the next full list, every time. It is negative when the controller
+lowered the cars: their fall is then no fall of the base load, and a base-load rise that made the
+controller lower them stays visible instead of being netted against it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ class MeterTracker:
         return self._latest_power_w
 
     @property
+    def full_power_w(self) -> float | None:
+        """The net power when the last full list was taken."""
+        return self._full_power_w
+
+    @property
+    def full_currents_a(self) -> LineValues:
+        """The last full list's line currents as read (magnitudes; None where not reported)."""
+        full = self._full
+        if full is None:
+            return (None, None, None)
+        return (
+            _abs_plus(full.current_a("L1"), 0.0),
+            _abs_plus(full.current_a("L2"), 0.0),
+            _abs_plus(full.current_a("L3"), 0.0),
+        )
+
+    @property
     def last_full_mono(self) -> float | None:
         return None if self._full is None else self._full.received.monotonic_s
 
@@ -70,7 +89,7 @@ class MeterTracker:
             return MeterView((None, None, None), None, 0.0)
         rise_w = 0.0
         if self._latest_power_w is not None and self._full_power_w is not None:
-            rise_w = max(0.0, self._latest_power_w - self._full_power_w - max(0.0, explained_rise_w))
+            rise_w = max(0.0, self._latest_power_w - self._full_power_w - explained_rise_w)
         rise_a = rise_w / self._phase_voltage_v
         currents = tuple(_abs_plus(full.current_a(line), rise_a) for line in LINES)
         age_s = max(0.0, now_mono - full.received.monotonic_s)

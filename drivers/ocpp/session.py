@@ -182,6 +182,11 @@ class RpcSession:
                         answer = await future
                     finally:
                         self._pending = None
+                        if future.done() and not future.cancelled():
+                            # mark_closed() may have failed the call while its send was failing
+                            # too: the send's error is the one raised, so this one is consumed
+                            # here rather than logged by asyncio as never retrieved.
+                            future.exception()
         except TimeoutError:
             self._counters.inc(rpc.C_CALL_TIMEOUTS)
             self._log.warning("ocpp.call_timeout", action=action, timeout_s=timeout_s)

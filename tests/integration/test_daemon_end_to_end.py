@@ -130,6 +130,11 @@ async def test_backend_list_charger_session_and_local_tools(tmp_path: Path, brok
         aiomqtt.Client("127.0.0.1", broker.port, identifier="e2e-backend") as backend,
     ):
         await backend.subscribe([(topics.command_result, 1), (topics.sessions, 1)])
+        # Ready does not wait for the broker (the box runs without one); a command published before
+        # the daemon's first subscription would be lost on a fresh broker session.
+        assert daemon.uplink is not None
+        async with asyncio.timeout(15):
+            await daemon.uplink.wait_connected()
         # The backend sends its authorization list: one resident's tag.
         await backend.publish(
             f"{topics.base}/cmd/auth-list",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -306,3 +307,27 @@ async def test_a_session_without_registers_is_stored_with_null_energy_never_0(tm
     assert lines[2].split(",")[6:9] == ["", "", ""]
     assert lines[2].split(",")[-2:] == ["unknown", "start_register_missing stop_register_missing"]
     assert lines[1].split(",")[-2:] == ["measured", ""]
+
+
+@pytest.mark.parametrize("pending", [0, 1, 2, 3])
+async def test_a_writer_cancelled_inside_a_transaction_leaves_the_ledger_usable(
+    tmp_path: Path, pending: int
+) -> None:
+    # The daemon's session writer is cancelled at shutdown wherever it is, and the shutdown drain
+    # then writes the events still queued. A cancel while BEGIN ran in the connection's thread left
+    # that transaction open, so the drain failed ("cannot start a transaction within a transaction")
+    # and the last charger events were lost (found by tests/hil). `pending` is how many loop turns
+    # the writer gets before the cancel: it lands in BEGIN, in the body, or around the COMMIT.
+    import asyncio
+
+    async with await Ledger.open(tmp_path / "l.sqlite") as ledger:
+        recorder = SessionRecorder(ledger, SystemClock())
+        writer = asyncio.create_task(recorder.handle_many([start("1", 1, 1000, charger="CP-1")]))
+        for _ in range(pending):
+            await asyncio.sleep(0)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        await recorder.handle_many([start("2", 2, 2000, charger="CP-2")])
+        chargers = sorted(s.charger_id for s in await ledger.list_sessions())
+    assert chargers in (["CP-2"], ["CP-1", "CP-2"])

@@ -109,3 +109,16 @@ def test_daemon_env_drops_configuration_overrides() -> None:
     assert "SITECTL_MQTT__URL" not in env
     assert env["SITECTL_TESTS_STRICT"] == "1"
     assert env["PYTHONPATH"].split(":")[0] == str(REPO_ROOT)
+
+
+def test_a_site_over_its_fail_safe_budget_is_refused_before_any_daemon_starts(tmp_path: Path) -> None:
+    # `sitectl run` checks that every charger at its safe current fits the fuses and exits 2 if not;
+    # the generated configuration is checked the same way, so a scenario whose site the daemon would
+    # refuse fails here with the reason instead of as a daemon that died at start (three library
+    # scenarios did, found by tests/hil).
+    loaded = load_scenario(LIBRARY / "fault_drills.toml")
+    config = daemon_config(loaded, meter_port="/dev/null", ocpp_listen="127.0.0.1:9001", workdir=tmp_path)
+    for charger in config["chargers"]:
+        charger["safe_current_a"] = charger["max_a"]
+    with pytest.raises(ConfigError, match=r"fail-safe budget: every charger at its safe current"):
+        write_daemon_config(config, tmp_path / "site.toml")

@@ -72,3 +72,15 @@ def test_noise_is_bounded_and_seeded() -> None:
 def test_negative_amps_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         BaseLoadSpec("x", "main", amps=(-1, 0, 0))
+
+
+def test_a_step_switches_on_at_its_time_and_off_after_its_duration() -> None:
+    spec = BaseLoadSpec("sauna", "main", kind="step", amps=(40, 0, 0), noise_fraction=0.0, at_s=300)
+    endless = BaseLoadProfile(spec, 3600, seed=1)
+    assert endless.currents_a(299.9, 0.0)[0] == 0.0
+    assert list(endless.currents_a(300.0, 0.0)) == [40.0, 0.0, 0.0]
+    assert endless.currents_a(3599.0, 0.0)[0] == 40.0
+    brief = BaseLoadProfile(BaseLoadSpec("s", "main", kind="step", at_s=10, duration_s=5), 60, seed=1)
+    assert [bool(brief.currents_a(t, 0.0)[0]) for t in (9.9, 10.0, 14.9, 15.0)] == [False, True, True, False]
+    with pytest.raises(ValueError, match="duration_s"):
+        BaseLoadSpec("s", "main", kind="step", duration_s=0)

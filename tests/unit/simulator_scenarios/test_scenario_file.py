@@ -341,3 +341,11 @@ def test_site_keys_match_the_products_site_toml() -> None:
     assert set(sections.FuseSection.model_fields) == sf.FUSE_KEYS
     assert set(sections.ChargerSection.model_fields) == sf.CHARGER_KEYS
     assert set(sections.SiteSection.model_fields) == sf.SITE_SECTION_KEYS
+
+
+def test_a_step_base_load_is_read_with_its_time_and_duration() -> None:
+    extra = '[[base_loads]]\nid = "sauna"\nfuse = "main"\nkind = "step"\namps_a = [40, 0, 0]\nat_s = 120\n'
+    step = parse_scenario(inline(extra + "duration_s = 30\n")).scenario.base_loads[-1]
+    assert (step.kind, step.amps, step.at_s, step.duration_s) == ("step", (40.0, 0.0, 0.0), 120.0, 30.0)
+    with pytest.raises(ScenarioFileError, match=r"base_loads\[1\]\.duration_s"):
+        parse_scenario(inline(extra + "duration_s = 0\n"))
