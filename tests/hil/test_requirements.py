@@ -36,14 +36,16 @@ def offered_a(rec: Recording) -> Any:
 
 # ----------------------------------------------------------------------------------------- (a)
 
-STEP_AT_S = 120.0
+# Long enough for the eight cars to be started and raised on a loaded machine (one CI run in
+# about twenty found L1 at 80 A for the 20 s before a step at 120 s).
+STEP_AT_S = 180.0
 
 
 async def test_a_base_load_step_on_one_line_is_brought_under_the_limit_within_15_s(tmp_path: Path) -> None:
     """(a) +40 A of base load switched on L1 of a full 100 A main fuse is shed within 15 s.
 
     Eight cars (five three-phase 16 A, three single-phase 32 A on L1) want 176 A on L1: the daemon
-    fills L1 to its 98 A (rating less the 2 A margin) over 10 A of building load. At 120 s a 40 A
+    fills L1 to its 98 A (rating less the 2 A margin) over 10 A of building load. At 180 s a 40 A
     load switches on L1 alone. The Kaifa meter shows the rise in its next power frame (2 s), the
     daemon lowers the cars, the chargers apply it (1 s) and the cars follow (up to 5 s).
 
@@ -87,7 +89,14 @@ noise_fraction = 0
     t = rec.t_s[: rec.rows]
     before = (t > STEP_AT_S - 20) & (t < STEP_AT_S)
     after = t >= STEP_AT_S
-    assert l1[before].max() > 85.0, "the site was not full before the step: the test shows nothing"
+    if not l1[before].max() > 85.0:
+        last = int(np.flatnonzero(before)[-1])
+        cars = dict(zip(rec.connector_ids, rec.conn_current_a[last].round(1).tolist(), strict=True))
+        offers = dict(zip(rec.connector_ids, rec.conn_pilot_a[last].round(1).tolist(), strict=True))
+        raise AssertionError(
+            f"the site was not full before the step (L1 at most {l1[before].max():.1f} A): the test shows "
+            f"nothing\ncars drawing {cars}\noffered {offers}\n{result.daemon_log_tail()}"
+        )
     assert l1[after].max() > 100.0 + 20.0, "the step did not overload L1: the test shows nothing"
     over = np.flatnonzero(after & (l1 > 100.0))
     back_s = float(t[over[-1]] - STEP_AT_S) + rec.row_interval_s

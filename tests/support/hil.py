@@ -100,6 +100,10 @@ class HilResult:
                 return None if code == "None" else int(code)
         return None
 
+    def daemon_log_tail(self, count: int = 40) -> str:
+        """The run's own output and the daemon log's last lines, for a failure message."""
+        return _tail(self.workdir, list(self.lines), count)
+
     def log_events(self) -> list[dict[str, Any]]:
         """The daemon's structured log lines (JSON), across restarts."""
         events = []
