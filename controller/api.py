@@ -1,4 +1,5 @@
-"""The daemon's methods on the local control socket (`sitectl status`, `sessions`, `chargers`)."""
+"""The daemon's methods on the local control socket (`sitectl status`, `sessions`, `chargers`,
+`reload`)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,27 @@ def register_methods(registry: MethodRegistry, daemon: Daemon) -> None:
             for p in csms.pending()
         ]
 
+    async def reload(params: Params) -> Any:
+        from controller.app import ReloadUnsupported
+        from controller.settings import ConfigError
+
+        try:
+            settings = daemon.request_reload()
+        except ReloadUnsupported as exc:
+            raise ApiError("unsupported", str(exc)) from None
+        except ConfigError as exc:
+            raise ApiError("invalid_config", str(exc)) from None
+        return {
+            "reloading": True,
+            "chargers": [c.id for c in settings.chargers],
+            "fuses": len(settings.fuses),
+        }
+
     registry.add("status", status)
     registry.add("snapshot", snapshot)
     registry.add("sessions", sessions)
     registry.add("pending", pending)
+    registry.add("reload", reload)
 
 
 def _loop(daemon: Daemon) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +41,20 @@ log = structlog.get_logger("app")
 SILENT_INTERVALS = 3
 
 
+class ReloadUnsupported(Exception):
+    """The daemon has no configuration file to read again."""
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait(), name="app-wait-event") for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class StartupError(Exception):
     """The daemon must not start (and must not report READY); the message says why."""
 
@@ -54,6 +68,31 @@ class Tuning:
     shutdown_timeout_s: float = 10.0
 
 
+async def serve(
+    settings: SiteSettings,
+    clock: Clock,
+    stop: asyncio.Event,
+    *,
+    load: Callable[[], SiteSettings] | None = None,
+    notifier: SystemdNotifier | None = None,
+    tuning: Tuning | None = None,
+    started: Callable[[Daemon], None] | None = None,
+) -> None:
+    """Run the daemon until `stop` is set; a reload it accepted starts it again on the new settings.
+
+    `started` sees each daemon before it runs (the signal handlers and tests need the current one).
+    """
+    while True:
+        daemon = Daemon(settings, clock, notifier=notifier, tuning=tuning, reload=load)
+        if started is not None:
+            started(daemon)
+        await daemon.run(stop)
+        if stop.is_set() or daemon.reloaded is None:
+            return
+        settings = daemon.reloaded
+        log.info("app.restarting", reason="reload", chargers=len(settings.chargers))
+
+
 class Daemon:
     def __init__(
         self,
@@ -62,8 +101,15 @@ class Daemon:
         *,
         notifier: SystemdNotifier | None = None,
         tuning: Tuning | None = None,
+        reload: Callable[[], SiteSettings] | None = None,
     ) -> None:
+        """`reload` reads the configuration again (raising ConfigError when it is invalid); without it
+        the daemon refuses to reload."""
         self.settings = settings
+        self._load = reload
+        # The configuration a reload accepted: run() returns so that the caller starts it.
+        self.reloaded: SiteSettings | None = None
+        self._restart = asyncio.Event()
         self.clock = clock
         self.notifier = notifier or SystemdNotifier({})
         self.tuning = tuning or Tuning()
@@ -188,8 +234,11 @@ class Daemon:
                         ocpp_port=None if self.csms is None else self.csms.port,
                         meter=None if settings.meter is None else settings.meter.port,
                     )
-                    await stop.wait()
-                    self.notifier.stopping("pushing safe limits")
+                    await _first_set(stop, self._restart)
+                    if stop.is_set() or self.reloaded is None:
+                        self.notifier.stopping("pushing safe limits")
+                    else:
+                        self.notifier.reloading("reloading the configuration")
                     await self._push_safe_limits()
                     raise _Stop
             except* _Stop:
@@ -197,6 +246,22 @@ class Daemon:
             await services.aclose()
             await self._drain_sessions()
         log.info("app.stopped")
+
+    def request_reload(self) -> SiteSettings:
+        """Read the configuration again; when it is valid, stop so that the caller starts it.
+
+        An invalid configuration raises ConfigError and changes nothing: the daemon keeps running
+        on the one it has. A reload is a restart in the same process - safe limits pushed, ledger
+        committed, chargers reconnecting - which is what commissioning (adopting a charger,
+        changing a fuse) needs, and the only way every part sees the same configuration.
+        """
+        if self._load is None:
+            raise ReloadUnsupported("this daemon was started without a configuration file to reload")
+        settings = self._load()
+        self.reloaded = settings
+        self._restart.set()
+        log.info("app.reload_accepted", chargers=len(settings.chargers), fuses=len(settings.fuses))
+        return settings
 
     # ------------------------------------------------------------------------------------ wiring
 

@@ -1,4 +1,4 @@
-"""systemd service notifications (sd_notify(3)): READY=1, STATUS=, WATCHDOG=1, STOPPING=1.
+"""systemd service notifications (sd_notify(3)): READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1.
 
 The protocol is one datagram of newline-separated assignments to the AF_UNIX socket named by
 $NOTIFY_SOCKET (a path, or `@name` for the abstract namespace). That is a few lines, so it is written
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
@@ -66,6 +67,12 @@ class SystemdNotifier:
 
     def stopping(self, status: str | None = None) -> bool:
         return self.notify("STOPPING=1", *([_status(status)] if status is not None else []))
+
+    def reloading(self, status: str | None = None) -> bool:
+        """RELOADING=1: the service re-reads its configuration; READY=1 follows when it is done."""
+        monotonic_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        extra = [_status(status)] if status is not None else []
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec}", *extra)
 
     def close(self) -> None:
         if self._socket is not None:

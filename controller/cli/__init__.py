@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.demo",
     "controller.cli.run",
     "controller.cli.status",
+    "controller.cli.chargers",
     "controller.cli.config",
     "controller.cli.han",
     "controller.cli.secret",

@@ -30,19 +30,22 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    import structlog
+
     from controller.allocation.settings_check import failsafe_budget_problems
-    from controller.app import Daemon
+    from controller.app import Daemon, serve
     from controller.logs import configure_logging
     from controller.sdnotify import SystemdNotifier
     from controller.sessions import LedgerError
-    from controller.settings import ConfigError, load_settings
+    from controller.settings import ConfigError, SiteSettings, load_settings
     from drivers.clock import ScaledClock, SystemClock
     from drivers.contracts import Clock
 
+    def load() -> SiteSettings:
+        return load_settings(args.config, dict(os.environ), failsafe_budget_check=failsafe_budget_problems)
+
     try:
-        settings = load_settings(
-            args.config, dict(os.environ), failsafe_budget_check=failsafe_budget_problems
-        )
+        settings = load()
     except ConfigError as exc:
         print(f"sitectl run: invalid configuration\n{exc}", file=sys.stderr)
         return 2
@@ -52,15 +55,29 @@ def _run(args: argparse.Namespace) -> int:
             print("sitectl run: --clock-speed needs an aware --clock-epoch", file=sys.stderr)
             return 2
         clock = ScaledClock(args.clock_speed, args.clock_epoch, real_start_s=args.clock_anchor)
-    configure_logging(settings.log.level, settings.log.format)
+    log = structlog.get_logger("run")
 
     async def main() -> None:
         stop = asyncio.Event()
+        current: list[Daemon] = []
+
+        def started(daemon: Daemon) -> None:
+            current[:] = [daemon]
+            configure_logging(daemon.settings.log.level, daemon.settings.log.format)
+
+        def hangup() -> None:
+            # systemctl reload (ExecReload sends SIGHUP): the same check as `sitectl reload`.
+            try:
+                current[0].request_reload()
+            except ConfigError as exc:
+                log.error("app.reload_refused", reason="invalid configuration", error=str(exc))
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         with SystemdNotifier() as notifier:
-            await Daemon(settings, clock, notifier=notifier).run(stop)
+            await serve(settings, clock, stop, load=load, notifier=notifier, started=started)
 
     try:
         asyncio.run(main())

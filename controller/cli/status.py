@@ -1,4 +1,4 @@
-"""`sitectl status`, `sitectl sessions`, `sitectl chargers pending`: asking the running daemon.
+"""`sitectl status`, `sitectl sessions`, `sitectl reload`: asking the running daemon.
 
 They talk to the daemon over its local control socket (`[control] socket_path`, mode 0660), found
 from `--socket`, else from `--config`, else the packaged default.
@@ -23,7 +23,7 @@ def register(subparsers: SubParsers) -> None:
         description="Print the running daemon's view of the site. --json prints the site snapshot "
         "(docs/snapshot.md), which `sitectl balance` accepts.",
     )
-    _socket_options(status)
+    socket_options(status)
     status.add_argument("--json", action="store_true", help="print the site snapshot as JSON")
     status.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until Ctrl-C")
     status.set_defaults(handler=_status)
@@ -34,19 +34,23 @@ def register(subparsers: SubParsers) -> None:
         description="Sessions running at some time since DATE (a date is local midnight), as JSON "
         "lines with their 15-minute periods, or CSV.",
     )
-    _socket_options(sessions)
+    socket_options(sessions)
     sessions.add_argument("--since", metavar="DATE", help="e.g. 2026-11-01 or 2026-11-01T06:00")
     sessions.add_argument("--csv", action="store_true", help="CSV, one row per session")
     sessions.set_defaults(handler=_sessions)
 
-    chargers = subparsers.add_parser("chargers", help="chargers known to the daemon")
-    commands = chargers.add_subparsers(dest="chargers_command", metavar="COMMAND", required=True)
-    pending = commands.add_parser("pending", help="chargers that connected but are not configured")
-    _socket_options(pending)
-    pending.set_defaults(handler=_pending)
+    reload = subparsers.add_parser(
+        "reload",
+        help="make the running daemon read its configuration again",
+        description="The daemon checks its site file as at start; an invalid one is refused and the "
+        "daemon keeps running on the old one. A valid one restarts it in place: chargers get their safe "
+        "current for a few seconds and reconnect. `systemctl reload sitectl` does the same.",
+    )
+    socket_options(reload)
+    reload.set_defaults(handler=_reload)
 
 
-def _socket_options(parser: argparse.ArgumentParser) -> None:
+def socket_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket", type=Path, help=f"control socket (default: from --config, or {DEFAULT_SOCKET})"
     )
@@ -67,7 +71,7 @@ def socket_path(args: argparse.Namespace) -> Path:
     return DEFAULT_SOCKET
 
 
-def _ask(args: argparse.Namespace, method: str, params: Mapping[str, Any] | None = None) -> Any:
+def ask(args: argparse.Namespace, method: str, params: Mapping[str, Any] | None = None) -> Any:
     import asyncio
 
     from controller.localapi.client import call
@@ -75,13 +79,13 @@ def _ask(args: argparse.Namespace, method: str, params: Mapping[str, Any] | None
     return asyncio.run(call(socket_path(args), method, params))
 
 
-def _guard(args: argparse.Namespace, method: str, params: Mapping[str, Any] | None = None) -> tuple[int, Any]:
+def guard(args: argparse.Namespace, method: str, params: Mapping[str, Any] | None = None) -> tuple[int, Any]:
     import sys
 
     from controller.localapi.client import DaemonNotRunning, DaemonUnreachable, RemoteError
 
     try:
-        return 0, _ask(args, method, params)
+        return 0, ask(args, method, params)
     except (DaemonNotRunning, DaemonUnreachable) as exc:
         print(f"sitectl {method}: {exc}", file=sys.stderr)
         return 1, None
@@ -98,7 +102,7 @@ def _status(args: argparse.Namespace) -> int:
     import time
 
     while True:
-        code, status = _guard(args, "status")
+        code, status = guard(args, "status")
         if code:
             return code
         if args.json:
@@ -129,7 +133,7 @@ def _sessions(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"sitectl sessions: {exc}", file=sys.stderr)
             return 2
-    code, found = _guard(args, "sessions", params)
+    code, found = guard(args, "sessions", params)
     if code:
         return code
     if args.csv:
@@ -140,17 +144,20 @@ def _sessions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pending(args: argparse.Namespace) -> int:
-    code, found = _guard(args, "pending")
-    if code:
-        return code
-    if not found:
-        print("no pending chargers")
-    for p in found:
-        print(
-            f"{p['identity']:<24} {p['address']:<22} {p.get('vendor') or '-'} {p.get('model') or '-'} "
-            f"first seen {p['first_seen_utc']}"
-        )
+def _reload(args: argparse.Namespace) -> int:
+    import sys
+
+    from controller.localapi.client import RemoteError
+
+    try:
+        answer = ask(args, "reload")
+    except RemoteError as exc:
+        print(f"sitectl reload: refused: {exc.message}", file=sys.stderr)
+        return 2 if exc.code == "invalid_config" else 1
+    except Exception as exc:
+        print(f"sitectl reload: {exc}", file=sys.stderr)
+        return 1
+    print(f"reloading: {len(answer['chargers'])} chargers, {answer['fuses']} fuses")
     return 0
 
 
