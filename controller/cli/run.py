@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
 
         def hangup() -> None:
             # systemctl reload (ExecReload sends SIGHUP): the same check as `sitectl reload`.
+            if not current:
+                return  # before the first daemon exists there is nothing to reload yet
             try:
                 current[0].request_reload()
             except ConfigError as exc:
