@@ -52,6 +52,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--meter-link", type=Path, metavar="PATH", help="stable symlink to the meter's pty")
     where.add_argument("--meter-tcp", type=host_port, metavar="HOST:PORT", help="serve the meter on TCP")
+    where.add_argument(
+        "--meter-serial",
+        metavar="DEVICE",
+        help="write the meter's frames to a real serial port (a USB adapter wired to a real box's HAN "
+        "input) at 2400 baud and the vendor's parity; use --speed 1",
+    )
 
 
 def run_command(
@@ -86,6 +92,7 @@ def run_command(
             csms_url=csms_url,
             meter_link=args.meter_link,
             meter_tcp=args.meter_tcp,
+            meter_serial=args.meter_serial,
             offline=args.offline,
             report_path=args.report,
             plot_path=args.plot,

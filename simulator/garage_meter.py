@@ -28,6 +28,7 @@ from simulator.han_meter import (
     Output,
     PtyOutput,
     SentFrame,
+    SerialOutput,
     Silence,
     TcpOutput,
     Vendor,
@@ -81,6 +82,7 @@ class GarageMeter:
         seed: int = 0,
         link: Path | None = None,
         tcp: tuple[str, int] | None = None,
+        serial_device: str | None = None,
         on_frame: Callable[[SentFrame], None] | None = None,
     ) -> None:
         self.meter = meter
@@ -91,7 +93,11 @@ class GarageMeter:
         self._tcp = tcp if tcp is not None else (meter.tcp_host, meter.tcp_port)
         self._use_tcp = tcp is not None or (link is None and meter.output == "tcp")
         self.output: Output
-        if self._use_tcp:
+        if serial_device is not None:
+            # The vendors' line settings: Kamstrup 8N1, the others 8E1.
+            parity = "N" if meter.vendor == "kamstrup" else "E"
+            self.output = SerialOutput(serial_device, parity=parity)
+        elif self._use_tcp:
             self.output = TcpOutput(*self._tcp)
         else:
             self.output = PtyOutput(self._link)
@@ -107,6 +113,8 @@ class GarageMeter:
             await self.output.start()
         elif isinstance(self.output, PtyOutput):
             self.output.replug()
+        elif isinstance(self.output, SerialOutput):
+            self.output.open()
         return self
 
     async def __aexit__(
@@ -116,9 +124,12 @@ class GarageMeter:
 
     @property
     def port(self) -> str:
-        """What a HAN reader opens: the pty's stable link (or its slave path), or socket://host:port."""
+        """What a HAN reader opens: the pty's stable link (or its slave path), socket://host:port, or
+        the serial device the frames are written to (the reader is on the other end of the cable)."""
         if isinstance(self.output, TcpOutput):
             return f"socket://{self.output.host}:{self.output.port}"
+        if isinstance(self.output, SerialOutput):
+            return self.output.device
         assert isinstance(self.output, PtyOutput)
         return str(self.output.link_path) if self.output.link_path is not None else self.output.slave_path
 

@@ -69,6 +69,7 @@ class SimulationRun:
         csms_url: str | None = None,
         meter_link: Path | None = None,
         meter_tcp: tuple[str, int] | None = None,
+        meter_serial: str | None = None,
         clock: SimClock | None = None,
     ) -> None:
         self.loaded = loaded
@@ -77,6 +78,7 @@ class SimulationRun:
         self.garage = Garage(scenario, self.clock)
         self._meter_link = meter_link
         self._meter_tcp = meter_tcp
+        self._meter_serial = meter_serial
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.meter: GarageMeter | None = None
         self._meter_task: asyncio.Task[None] | None = None
@@ -87,7 +89,13 @@ class SimulationRun:
         spec = self.loaded.meter
         if spec is not None:
             link = self._meter_link
-            if link is None and self._meter_tcp is None and spec.output == "pty" and spec.link is None:
+            if (
+                link is None
+                and self._meter_tcp is None
+                and self._meter_serial is None
+                and spec.output == "pty"
+                and spec.link is None
+            ):
                 self._tmp = tempfile.TemporaryDirectory(prefix="sim-meter-")
                 link = Path(self._tmp.name) / "ttyHAN"
             fuse = spec.fuse
@@ -99,6 +107,7 @@ class SimulationRun:
                 seed=self.loaded.scenario.seed,
                 link=link,
                 tcp=self._meter_tcp,
+                serial_device=self._meter_serial,
             )
             await self.meter.__aenter__()
             self._meter_task = asyncio.create_task(self.meter.run(), name="garage-meter")
@@ -171,6 +180,7 @@ def run_scenario(
     csms_url: str | None = None,
     meter_link: Path | None = None,
     meter_tcp: tuple[str, int] | None = None,
+    meter_serial: str | None = None,
     offline: bool = False,
     report_path: Path | None = None,
     plot_path: Path | None = None,
@@ -194,6 +204,7 @@ def run_scenario(
                 csms_url=csms_url,
                 meter_link=meter_link,
                 meter_tcp=meter_tcp,
+                meter_serial=meter_serial,
                 endpoints_path=endpoints_path,
                 around=around,
                 out=out,
@@ -220,6 +231,7 @@ async def run_live(
     csms_url: str | None = None,
     meter_link: Path | None = None,
     meter_tcp: tuple[str, int] | None = None,
+    meter_serial: str | None = None,
     endpoints_path: Path | None = None,
     around: Around | None = None,
     out: Callable[[str], None] = print,
@@ -227,7 +239,12 @@ async def run_live(
     """The live part of a run: endpoints up, optional `around` (a daemon), the garage to the end.
     Returns the recording and the run's counters for the report."""
     async with SimulationRun(
-        loaded, speed=speed, csms_url=csms_url, meter_link=meter_link, meter_tcp=meter_tcp
+        loaded,
+        speed=speed,
+        csms_url=csms_url,
+        meter_link=meter_link,
+        meter_tcp=meter_tcp,
+        meter_serial=meter_serial,
     ) as sim:
         endpoints = sim.endpoints
         for line in endpoint_lines(endpoints):

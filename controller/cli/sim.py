@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sitectl-sim-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    if args.meter_link is None and args.meter_tcp is None:
+    if args.meter_link is None and args.meter_tcp is None and args.meter_serial is None:
         args.meter_link = workdir / "ttyHAN"
     listen = f"127.0.0.1:{_free_port()}"
     print(f"daemon work directory: {workdir}", flush=True)

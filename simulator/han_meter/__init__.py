@@ -11,7 +11,7 @@ from .faults import DropBytes, Fault, FaultInjector, FlipBits, Freeze, Garbage, 
 from .load import SlowLoad
 from .meter import SentFrame, VirtualMeter
 from .model import ListType, MeterProfile, MeterState, Vendor, default_profile
-from .outputs import MemoryOutput, Output, PtyOutput, TcpOutput
+from .outputs import MemoryOutput, Output, PtyOutput, SerialOutput, TcpOutput
 from .schedule import Slot, list_at, next_slot, slots_between
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "PtyOutput",
     "ScheduledFault",
     "SentFrame",
+    "SerialOutput",
     "Silence",
     "Slot",
     "SlowLoad",

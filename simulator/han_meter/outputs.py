@@ -1,4 +1,5 @@
-"""Where the virtual meter's bytes go: memory (tests), a pty (a USB serial adapter), TCP clients.
+"""Where the virtual meter's bytes go: memory (tests), a pty (a USB serial adapter), TCP clients,
+a real serial port.
 
 Every output behaves like a wire: a write never blocks the meter. Bytes nobody can take (pty
 unplugged or its buffer full, a TCP client that stopped reading) are dropped and counted, as they
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+import serial
 import structlog
 
 
@@ -259,3 +261,71 @@ class TcpOutput:
             self._server = None
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
+
+
+class SerialOutput:
+    """A real serial port: the simulated meter on the wire of a real box's HAN input.
+
+    Opened at the meter's line settings - 2400 baud, 8 data bits, even parity (Aidon, Kaifa,
+    Landis+Gyr) or none (Kamstrup), 1 stop bit - through pyserial, so a device path, a pty or a
+    pyserial URL (rfc2217://) all work. It is for real time: 2400 baud carries about 218 bytes/s
+    with parity, and what the port does not take at once (an accelerated clock) is dropped and
+    counted, as on the line. Opening fails loudly (a wrong device path is the user's to fix).
+    """
+
+    def __init__(self, device: str, *, parity: str) -> None:
+        if parity not in ("E", "N"):
+            raise ValueError(f"parity must be 'E' or 'N', got {parity!r}")
+        self.device = device
+        self.parity = parity
+        self._port: serial.SerialBase | None = None
+        self.bytes_written = 0
+        self.bytes_dropped = 0
+        self._log = structlog.get_logger("simulator.han_meter.serial")
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def open(self) -> None:
+        if self._port is not None:
+            return
+        self._port = serial.serial_for_url(
+            self.device,
+            baudrate=2400,
+            bytesize=serial.EIGHTBITS,
+            parity=serial.PARITY_EVEN if self.parity == "E" else serial.PARITY_NONE,
+            stopbits=serial.STOPBITS_ONE,
+            timeout=0,
+            write_timeout=0,  # non-blocking: write() returns what the port took
+        )
+        self._log.info("han_serial.opened", device=self.device, settings=f"2400 8{self.parity}1")
+
+    def line_settings(self) -> str:
+        """The open port's settings as people write them, e.g. `2400 8E1`."""
+        if self._port is None:
+            raise RuntimeError("the serial port is not open")
+        port = self._port
+        return f"{port.baudrate} {port.bytesize}{port.parity}{port.stopbits:g}"
+
+    async def write(self, data: bytes) -> None:
+        if self._port is None:
+            self.bytes_dropped += len(data)
+            return
+        try:
+            written = self._port.write(data) or 0
+        except (serial.SerialException, OSError) as exc:
+            written = 0
+            self._log.warning("han_serial.write_failed", device=self.device, error=str(exc))
+        self.bytes_written += written
+        self.bytes_dropped += len(data) - written
+
+    async def aclose(self) -> None:
+        if self._port is not None:
+            self._port.close()
+            self._port = None

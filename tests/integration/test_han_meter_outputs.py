@@ -1,4 +1,4 @@
-"""The virtual meter over real file descriptors: a pty (with unplug/replug) and TCP clients."""
+"""The virtual meter over real file descriptors: a pty (with unplug/replug), TCP clients, a serial port."""
 
 from __future__ import annotations
 
@@ -6,28 +6,35 @@ import asyncio
 import contextlib
 import errno
 import os
+import select
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import termios
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import serial
 
+from drivers.contracts import MeterVendor, ReceiveTime
+from drivers.han import HanStreamDecoder
 from simulator.clock import SimClock
 from simulator.han_meter import (
     ListType,
     MeterState,
     PtyOutput,
     SentFrame,
+    SerialOutput,
     TcpOutput,
     Vendor,
     VirtualMeter,
     default_profile,
     encode,
 )
-from tests.support import subprocess_env
+from tests.support import REPO_ROOT, subprocess_env
 from tests.unit.han_meter_support import check_frame, split_frames
 
 pytestmark = pytest.mark.integration
@@ -273,3 +280,79 @@ async def test_tcp_close_does_not_wait_for_a_client_that_never_reads() -> None:
     writer.close()
     await writer.wait_closed()
     del reader
+
+
+# ----------------------------------------------------------------------------------- serial port
+
+
+@contextlib.contextmanager
+def pty_pair() -> Iterator[tuple[int, int, str]]:
+    master, slave = os.openpty()
+    try:
+        yield master, slave, os.ttyname(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def read_for(master: int, wait_s: float = 2.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            data += os.read(master, 4096)
+        elif data:
+            break
+    return data
+
+
+@pytest.mark.parametrize(("parity", "line"), [("E", "2400 8E1"), ("N", "2400 8N1")])
+async def test_serial_output_opens_the_meters_line_and_passes_bytes_unchanged(parity: str, line: str) -> None:
+    # A pty stands in for the USB adapter. It takes the baud rate into its termios, but Linux's pty
+    # driver forces 8 bits without parity whatever is set: the parity is read back from the port.
+    with pty_pair() as (master, slave, path):
+        frame = encode(default_profile(Vendor.KAIFA), ListType.FULL, STATE, EPOCH)
+        async with SerialOutput(path, parity=parity) as out:
+            assert out.line_settings() == line
+            attrs = termios.tcgetattr(slave)
+            assert attrs[4] == attrs[5] == termios.B2400
+            assert attrs[2] & termios.CSIZE == termios.CS8
+            assert not attrs[2] & termios.CSTOPB
+            await out.write(frame)
+            assert read_for(master) == frame
+            assert out.bytes_written == len(frame) and out.bytes_dropped == 0
+
+
+def test_a_wrong_serial_device_is_an_error_not_silence(tmp_path: Path) -> None:
+    with pytest.raises(serial.SerialException):
+        SerialOutput(str(tmp_path / "ttyUSB9"), parity="E").open()
+
+
+def test_sim_run_writes_the_meter_to_a_serial_port_for_a_real_box(tmp_path: Path) -> None:
+    # `python -m simulator run --meter-serial DEVICE`: what a real box's HAN reader gets on its cable,
+    # decoded by the product's own decoder (Kamstrup: 8N1, a list every 10 s).
+    scenario = REPO_ROOT / "simulator" / "scenarios" / "kamstrup_10s.toml"
+    with pty_pair() as (master, _slave, path):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "run", str(scenario), "--meter-serial", path,
+             "--speed", "5", "--duration", "32"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+        )  # fmt: skip
+        received = b""
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                received += read_for(master, 0.5)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err.decode()
+        assert f"HAN frames on {path}" in out.decode()
+    decoder = HanStreamDecoder()
+    readings = decoder.feed(received, ReceiveTime(0.0, EPOCH))
+    assert len(readings) >= 2
+    assert {r.vendor for r in readings} == {MeterVendor.KAMSTRUP}
+    assert decoder.counters["frames"] == len(readings)
