@@ -24,6 +24,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from controller.dispatch import DispatchConfig, Dispatcher
+from controller.logs import configure_logging
 from controller.loop import ControlLoop
 from controller.settings import SiteSettings, load_settings
 from controller.site.state import SiteState
@@ -211,6 +212,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sim-minutes", type=float, default=10.0)
     args = parser.parse_args()
+    # The daemon's level: per-command debug lines on a console would be most of the CPU measured.
+    configure_logging("info", "json")
     with TemporaryDirectory() as tmp:
         path = Path(tmp) / "site.toml"
         path.write_text(site_toml(args.chargers))
