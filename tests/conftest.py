@@ -59,3 +59,11 @@ def _no_leaked_threads() -> Iterator[None]:
         time.sleep(0.02)
     if leaked:
         pytest.fail(f"test leaked {len(leaked)} thread(s): {', '.join(t.name for t in leaked)}")
+
+
+@pytest.fixture
+def no_site_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SITECTL_<SECTION>__<KEY> overrides from the developer's shell reach the site file tested."""
+    for name in list(os.environ):
+        if name.upper().startswith("SITECTL_") and "__" in name:
+            monkeypatch.delenv(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -25,7 +24,7 @@ from drivers.clock import SystemClock
 from tests.integration.ocpp_support import PASSWORD_HASH, connected, eventually
 from tests.support import free_tcp_port, sitectl_argv, subprocess_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.hil]
+pytestmark = [pytest.mark.integration, pytest.mark.hil, pytest.mark.usefixtures("no_site_env")]
 
 SITE = """\
 [site]
@@ -78,11 +77,8 @@ async def sitectl(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
 
 
 async def test_a_pending_charger_is_adopted_and_gets_in_after_the_reload(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("SITECTL_") and "__" in name:
-            monkeypatch.delenv(name)
     site_file = tmp_path / "site.toml"
     port = free_tcp_port()
     site_file.write_text(SITE.format(ocpp_port=port, password_hash=PASSWORD_HASH, folder=tmp_path))
@@ -155,13 +151,10 @@ async def test_a_pending_charger_is_adopted_and_gets_in_after_the_reload(
 
 
 async def test_sighup_reloads_the_daemon_process_as_systemctl_reload_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # `sitectl run` as systemd runs it: a real process, notifications on a datagram socket. A charger
     # written in with --no-reload is taken in by SIGHUP (ExecReload), announced RELOADING=1, READY=1.
-    for name in list(os.environ):
-        if name.upper().startswith("SITECTL_") and "__" in name:
-            monkeypatch.delenv(name)
     site_file = tmp_path / "site.toml"
     site_file.write_text(SITE.format(ocpp_port=free_tcp_port(), password_hash=PASSWORD_HASH, folder=tmp_path))
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import tomllib
@@ -53,11 +52,7 @@ socket_path = "{folder}/control.sock"
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_site_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("SITECTL_") and "__" in name:
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_site_env")
 
 
 @pytest.fixture

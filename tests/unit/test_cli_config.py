@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,11 +14,7 @@ from tests.support import REPO_ROOT, sitectl_argv, subprocess_env
 EXAMPLE = REPO_ROOT / "config" / "site.example.toml"
 
 
-@pytest.fixture(autouse=True)
-def _no_site_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("SITECTL_") and "__" in name:
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_site_env")
 
 
 def test_example_is_ok_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
