@@ -36,6 +36,8 @@ class LineOverload:
     time_above_s: float
     peak_a: float
     peak_ratio: float
+    episodes: int  # separate spells above the limit
+    longest_above_s: float  # the longest of them: how long the line stayed over at a stretch
 
 
 def overloads(rec: Recording) -> list[LineOverload]:
@@ -48,6 +50,9 @@ def overloads(rec: Recording) -> list[LineOverload]:
             series = rec.fuse_a[:, i, k].astype(np.float64)
             excess = np.maximum(series - limit, 0.0)
             peak = float(series.max()) if len(series) else 0.0
+            above = np.concatenate(([0], (series > limit).astype(np.int8), [0]))
+            edges = np.diff(above)
+            spells = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
             out.append(
                 LineOverload(
                     fuse=fuse,
@@ -57,6 +62,8 @@ def overloads(rec: Recording) -> list[LineOverload]:
                     time_above_s=float(np.count_nonzero(series > limit) * dt),
                     peak_a=peak,
                     peak_ratio=peak / limit,
+                    episodes=len(spells),
+                    longest_above_s=float(spells.max() * dt) if len(spells) else 0.0,
                 )
             )
     return out

@@ -304,7 +304,8 @@ def summary_lines(data: dict[str, Any], max_lines: int = 8) -> list[str]:
         for x in over[:max_lines]:
             out.append(
                 f"    {x['fuse']} {x['line']}: {x['overload_as']:.1f} A*s, {x['time_above_s']:.0f} s above "
-                f"{x['limit_a']:g} A, peak {x['peak_a']:.1f} A ({x['peak_ratio']:.2f}x)"
+                f"{x['limit_a']:g} A in {x['episodes']} spells (longest {x['longest_above_s']:.1f} s), "
+                f"peak {x['peak_a']:.1f} A ({x['peak_ratio']:.2f}x)"
             )
         if len(over) > max_lines:
             out.append(f"    ... {len(over) - max_lines} more lines in the report")

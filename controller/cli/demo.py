@@ -167,7 +167,8 @@ def summary(recording: Recording, data: dict[str, Any], workdir: Path) -> list[s
     lines.append(
         f"  overload: {overload['total_as']:.1f} A*s above ratings"
         + "".join(
-            f"; {x['fuse']} {x['line']} {x['overload_as']:.1f} A*s over {x['time_above_s']:.0f} s"
+            f"; {x['fuse']} {x['line']} {x['overload_as']:.1f} A*s over {x['time_above_s']:.0f} s "
+            f"in {x['episodes']} spells, the longest {x['longest_above_s']:.1f} s"
             for x in overload["lines"]
         )
     )

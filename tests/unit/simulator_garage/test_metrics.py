@@ -55,6 +55,15 @@ def test_overload_ampere_seconds_of_a_known_excursion() -> None:
     assert by_line["L1"].peak_ratio == pytest.approx(40 / 32)
 
 
+def test_spells_above_the_limit_are_counted_with_the_longest() -> None:
+    # L1 over for 3 rows, back, over for 1 row at the end; L2 over from the start for 2 rows.
+    rec = recording([[40.0, 40.0, 0.0]] * 2 + [[40.0, 0.0, 0.0]] + [[0.0, 0.0, 0.0]] * 4 + [[33.0, 0.0, 0.0]])
+    by_line = {o.line: o for o in metrics.overloads(rec)}
+    assert (by_line["L1"].episodes, by_line["L1"].longest_above_s) == (2, 3.0)
+    assert (by_line["L2"].episodes, by_line["L2"].longest_above_s) == (1, 2.0)
+    assert (by_line["L3"].episodes, by_line["L3"].longest_above_s) == (0, 0.0)
+
+
 def test_exactly_at_the_limit_is_not_an_overload() -> None:
     rec = recording([[32.0, 32.0, 32.0]] * 4)
     assert all(o.overload_as == 0 and o.time_above_s == 0 for o in metrics.overloads(rec))
