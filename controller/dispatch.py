@@ -38,7 +38,7 @@ log = structlog.get_logger("dispatch")
 @dataclass(frozen=True, slots=True)
 class DispatchConfig:
     lease_s: float = 60.0
-    settle_s: float = 5.0
+    settle_s: float = 10.0
     increase_interval_s: float = 10.0
     deadband_a: float = 1.0
     command_timeout_s: float = 10.0

@@ -59,18 +59,24 @@ class Case:
 
 
 # Jain floors: the measured index less 0.1 for run-to-run variation (the daemon's timing is part of a
-# live run). Speeds: 30x for up to 40 chargers and 20x for 200, where both processes keep up with the
-# shared clock on 2 loaded cores; at 60x the daemon fell behind now and then (a 100 ms stall is 6 s
-# of simulated time) and its estimates with it.
+# live run). Speed 20x: a real stall of the daemon becomes 20 times as much simulated time, and the
+# overload check allows 3 s of it. At 60x the daemon fell behind now and then; at 30x a CI run (and
+# one run in four beside a busy loop) saw the demo garage 18 s, not 6 s, back under its fuse after a
+# lift start; at 20x six runs beside a busy loop were all within the bound. The `measured` texts are
+# from 30x runs.
 CASES: dict[str, Case] = {
     "demo_garage.toml": Case(
-        600, 30, 0.80, "Jain 0.90-0.93; 61-111 A*s in 1-2 episodes after the lift; longest wait 40-50 s"
+        600, 20, 0.80, "Jain 0.90-0.93; 61-111 A*s in 1-2 episodes after the lift; longest wait 40-50 s"
     ),
-    "it_125a_40_evening.toml": Case(600, 30, 0.78, "Jain 0.87-0.93; 1-12 A*s after the lift; waits 33-36 s"),
-    "tn_63a_20.toml": Case(600, 30, 0.72, "Jain 0.83-0.84; 0-15 A*s after the ventilation; waits 22-44 s"),
-    "kamstrup_10s.toml": Case(600, 30, 0.70, "Jain 0.78-0.93; 88-460 A*s, 5-12 s after each lift start"),
-    "aidon_it_no_l2.toml": Case(600, 30, 0.78, "Jain 0.87-0.97; 135-225 A*s, 4-6 s after each lift start"),
-    "fault_drills.toml": Case(1000, 30, 0.75, "Jain 0.85-0.89; no overload; longest wait 127-152 s", 3.0),
+    "it_125a_40_evening.toml": Case(600, 20, 0.78, "Jain 0.87-0.93; 1-12 A*s after the lift; waits 33-36 s"),
+    "tn_63a_20.toml": Case(600, 20, 0.72, "Jain 0.83-0.84; 0-15 A*s after the ventilation; waits 22-44 s"),
+    "kamstrup_10s.toml": Case(600, 20, 0.70, "Jain 0.78-0.93; 88-460 A*s, 5-12 s after each lift start"),
+    "aidon_it_no_l2.toml": Case(600, 20, 0.78, "Jain 0.87-0.97; 135-225 A*s, 4-6 s after each lift start"),
+    # With settle_s 10 s (was 5 s) every recovery from a drill raises the cars later: Jain 0.72 in the
+    # run that showed it, longest wait 197 s; the floor keeps 0.1 below that plus the spread seen.
+    "fault_drills.toml": Case(
+        1000, 20, 0.60, "Jain 0.72 (settle 10 s); no overload; longest wait 197 s", 3.0
+    ),
     "large_400a_200.toml": Case(400, 20, 0.65, "Jain 0.75-0.77; no overload; longest wait 26-40 s"),
 }
 
