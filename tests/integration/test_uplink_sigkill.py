@@ -7,7 +7,6 @@ import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.integration
 
 TOPICS = Topics("garage/v1", "test-site")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path / "broker")
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.stop()
 
 
 async def _start_runner(ledger: Path, url: str, run: int, *, write_per_s: int) -> asyncio.subprocess.Process:
