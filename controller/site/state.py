@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from controller.allocation import (
     Allocation,
@@ -43,6 +44,7 @@ LIST_LAG_S = 8.0
 EV_POWER_MEMORY_S = HOLD_LIMIT_S + 2 * CAR_RESPONSE_S
 SETPOINT_MEMORY_S = 60.0
 START_MEMORY = timedelta(hours=1)
+_V = TypeVar("_V")
 # Why a charging car was paused when the allocator said rotation but nobody took its place.
 ROOM = "room"
 # A car paused this soon after it was started has not had its turn: it keeps its place in the queue.
@@ -188,7 +190,7 @@ class SiteState:
                 track.setpoint_before = track.setpoint_seen
                 track.setpoint_seen = value
                 track.setpoint_changed_mono = now_mono
-                _remember(track.setpoint_history, now_mono, value)
+                _remember(track.setpoint_history, now_mono, value, SETPOINT_MEMORY_S)
         full_mono = self._meter.last_full_mono
         chargers = tuple(
             self._charger(track, now_mono, track.setpoint_seen, full_mono) for track in self._tracks.values()
@@ -219,9 +221,7 @@ class SiteState:
         """
         assert self._meter_fuse is not None
         history = self._ev_power_history
-        history.append((now_mono, ev_power_w))
-        while len(history) > 1 and history[1][0] <= now_mono - EV_POWER_MEMORY_S:
-            history.popleft()
+        _remember(history, now_mono, ev_power_w, EV_POWER_MEMORY_S)
         full_mono = self._meter.last_full_mono
         explained_w = 0.0 if full_mono is None else self._ev_change_w(full_mono, now_mono)
         view = self._meter.view(now_mono, explained_rise_w=explained_w)
@@ -548,10 +548,10 @@ def _in_force(history: deque[tuple[float, float]], at_mono: float) -> float:
     return value
 
 
-def _remember(history: deque[tuple[float, float | None]], now_mono: float, value: float | None) -> None:
+def _remember(history: deque[tuple[float, _V]], now_mono: float, value: _V, memory_s: float) -> None:
     history.append((now_mono, value))
-    # Keep the one setpoint that was in force at the start of the memory, and what came after it.
-    while len(history) > 1 and history[1][0] <= now_mono - SETPOINT_MEMORY_S:
+    # Keep the one value that was in force at the start of the memory, and what came after it.
+    while len(history) > 1 and history[1][0] <= now_mono - memory_s:
         history.popleft()
 
 
