@@ -86,7 +86,7 @@ def _status(daemon: Daemon) -> dict[str, Any]:
     counters: dict[str, Any] = {
         "loop_cycles": daemon.loop.cycles if daemon.loop else 0,
         "loop_errors": daemon.loop.errors if daemon.loop else 0,
-        "session_write_errors": daemon.session_errors,
+        "session_write_errors": 0 if daemon.intake is None else daemon.intake.write_errors,
     }
     if daemon.han is not None:
         counters["han"] = dict(daemon.han.counters)

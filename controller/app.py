@@ -13,7 +13,6 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -27,6 +26,7 @@ from controller.loop import ControlLoop
 from controller.reporting import CycleReporter
 from controller.sdnotify import SystemdNotifier, run_watchdog
 from controller.sessions import Ledger, OcppTransactionIds, SessionRecorder
+from controller.sessions.intake import SessionIntake
 from controller.settings import ChargerSection, SiteSettings
 from controller.site.state import SiteState
 from controller.uplink import Uplink, UplinkConfig
@@ -113,17 +113,16 @@ class Daemon:
         self.clock = clock
         self.notifier = notifier or SystemdNotifier({})
         self.tuning = tuning or Tuning()
-        self._sessions_queue: asyncio.Queue[ChargerEvent] = asyncio.Queue()
         self.csms: CentralSystem | None = None
         self.han: HanReader | None = None
         self.loop: ControlLoop | None = None
         self.dispatcher: Dispatcher | None = None
         self.ledger: Ledger | None = None
         self.recorder: SessionRecorder | None = None
+        self.intake: SessionIntake | None = None
         self.uplink: Uplink | None = None
         self.site: SiteState | None = None
         self.ready = asyncio.Event()
-        self.session_errors = 0
 
     # ----------------------------------------------------------------------------------- running
 
@@ -143,6 +142,8 @@ class Daemon:
             await auth_store.load_into(auth_list)
             authorizer = SiteAuthorizer(auth_list, accept_unknown=settings.authorization.accept_unknown_tags)
             self.recorder = SessionRecorder(ledger, self.clock, zone=zone)
+            intake = SessionIntake(self.recorder)
+            self.intake = intake
 
             site = SiteState(settings, charger_silent_after_s=SILENT_INTERVALS * 10.0)
             self.site = site
@@ -150,6 +151,7 @@ class Daemon:
             handles: dict[str, ChargerHandle] = {}
             if csms is not None:
                 handles = {cid: csms.charger(cid) for cid in csms.charger_ids()}
+                await self._resume_transactions(ledger, csms)
             limiters: dict[str, CurrentLimiter] = dict(handles)
             policy = settings.policy
             dispatcher = Dispatcher(
@@ -220,7 +222,7 @@ class Daemon:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(loop.run(), name="control-loop")
                     tasks.create_task(dispatcher.run(), name="dispatcher")
-                    tasks.create_task(self._record_sessions(), name="sessions")
+                    tasks.create_task(intake.run(), name="sessions")
                     if self.han is not None:
                         tasks.create_task(self.han.run(), name="han-reader")
                     tasks.create_task(run_watchdog(self.notifier, self._healthy), name="watchdog")
@@ -244,7 +246,7 @@ class Daemon:
             except* _Stop:
                 pass
             await services.aclose()
-            await self._drain_sessions()
+            await intake.drain()
         log.info("app.stopped")
 
     def request_reload(self) -> SiteSettings:
@@ -292,7 +294,22 @@ class Daemon:
             sink=self._charger_sink,
             authorizer=authorizer,
             transaction_ids=transaction_ids,
+            record=self._record_charger_event,
         )
+
+    @staticmethod
+    async def _resume_transactions(ledger: Ledger, csms: CentralSystem) -> None:
+        """Sessions open in the ledger stay open across a restart: their chargers know them again
+        and are asked about them when they reconnect (DESIGN §6)."""
+        known = set(csms.charger_ids())
+        for session in await ledger.open_sessions():
+            if session.charger_id not in known:
+                log.warning("app.open_session_without_charger", charger=session.charger_id)
+                continue
+            csms.resume_transaction(
+                session.charger_id, session.transaction_id, session.id_tag, session.meter_start_wh
+            )
+            log.info("app.session_resumed", charger=session.charger_id, session_id=str(session.session_id))
 
     def _uplink_config(self) -> UplinkConfig:
         settings = self.settings
@@ -317,48 +334,20 @@ class Daemon:
             self.loop.meter_sink(reading)
 
     def _charger_sink(self, event: ChargerEvent) -> None:
-        # Billing first: the sessions queue is unbounded so that no event is ever dropped.
-        self._sessions_queue.put_nowait(event)
+        # Billing first: the intake never drops an event.
+        if self.intake is not None:
+            self.intake.put(event)
         if self.loop is not None:
             self.loop.charger_sink(event)
 
+    async def _record_charger_event(self, event: ChargerEvent) -> None:
+        """Returns once `event` is committed to the ledger (the driver then answers the charger)."""
+        if self.loop is not None:
+            self.loop.charger_sink(event)
+        assert self.intake is not None
+        await self.intake.record(event)
+
     # ------------------------------------------------------------------------------------- tasks
-
-    async def _record_sessions(self) -> None:
-        assert self.recorder is not None
-        backoff_s = 0.5
-        while True:
-            batch = [await self._sessions_queue.get()]
-            while not self._sessions_queue.empty():
-                batch.append(self._sessions_queue.get_nowait())
-            while True:
-                try:
-                    await self.recorder.handle_many(batch)
-                    backoff_s = 0.5
-                    break
-                except asyncio.CancelledError:
-                    # Put the batch back so the shutdown drain still records it.
-                    for event in reversed(batch):
-                        _push_front(self._sessions_queue, event)
-                    raise
-                except Exception:
-                    # The ledger is the source of truth for billing: keep the batch and retry.
-                    self.session_errors += 1
-                    log.exception("app.sessions_write_failed", events=len(batch), retry_in_s=backoff_s)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, 30.0)
-
-    async def _drain_sessions(self) -> None:
-        if self.recorder is None or self._sessions_queue.empty():
-            return
-        batch: list[ChargerEvent] = []
-        while not self._sessions_queue.empty():
-            batch.append(self._sessions_queue.get_nowait())
-        try:
-            await self.recorder.handle_many(batch)
-            log.info("app.sessions_drained", events=len(batch))
-        except Exception:
-            log.exception("app.sessions_drain_failed", events=len(batch))
 
     async def _push_safe_limits(self) -> None:
         """SIGTERM: every connected charger to its safe current now, rather than at lease expiry."""
@@ -394,12 +383,6 @@ class Daemon:
 
 class _Stop(Exception):
     pass
-
-
-def _push_front(queue: asyncio.Queue[Any], item: Any) -> None:
-    # asyncio.Queue has no appendleft; its deque is an implementation detail worth relying on here
-    # only because losing a billing event would be worse.
-    queue._queue.appendleft(item)  # type: ignore[attr-defined]
 
 
 def _identity(settings: SiteSettings, charger_id: str) -> str:

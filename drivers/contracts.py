@@ -12,7 +12,7 @@ records (`datetime` values are timezone-aware), and `None` for a value the devic
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -106,8 +106,13 @@ MeterReadingSink = Callable[[MeterReading], None]
 
 
 class ConnectorState(enum.StrEnum):
-    """Connector state, the union of OCPP 1.6 ChargePointStatus and 2.0.1 ConnectorStatus/ChargingState."""
+    """Connector state, the union of OCPP 1.6 ChargePointStatus and 2.0.1 ConnectorStatus/ChargingState.
 
+    UNKNOWN is no report: the state of a charging point the charger has not told anything about
+    since this process started. It proves nothing - in particular not that a transaction ended.
+    """
+
+    UNKNOWN = "unknown"  # not reported yet
     AVAILABLE = "available"  # no vehicle
     PREPARING = "preparing"  # vehicle plugged in, no energy transfer yet
     CHARGING = "charging"
@@ -185,6 +190,10 @@ class TransactionStopped:
 
 ChargerEvent = ChargerStatus | TransactionStarted | EnergySample | TransactionStopped
 ChargerEventSink = Callable[[ChargerEvent], None]
+ChargerEventRecorder = Callable[[ChargerEvent], Awaitable[None]]
+"""Stores a billing event for good: returns once it is committed, raises when it cannot be. A
+driver answers a charger's transaction start and stop only after this returned, so that an answer
+the charger has seen is never lost with the process; the event reaches the sink's consumers too."""
 
 
 class CommandOutcome(enum.StrEnum):

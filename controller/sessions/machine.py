@@ -53,6 +53,7 @@ class Outcome(enum.StrEnum):
     REGISTER_BACKWARDS = "register_backwards"
     SAMPLE_WITHOUT_SESSION = "sample_without_session"
     SAMPLE_AFTER_STOP = "sample_after_stop"
+    REOPENED = "reopened"  # a session inferred lost whose transaction the charger reports running
     STOPPED = "stopped"
     STOP_BELOW_START = "stop_below_start"  # a stop register below the start register, not used
     ENERGY_UNKNOWN = "energy_unknown"  # a session stopped without two register readings
@@ -149,8 +150,11 @@ def apply(
     if isinstance(event, TransactionStarted):
         return _start(event, by_transaction, open_on_charger, new_id)
     if isinstance(event, EnergySample):
-        target = by_transaction if event.transaction_id is not None else open_on_charger
-        return _sample(event, target, zone)
+        if event.transaction_id is None:
+            return _sample(event, open_on_charger, zone)
+        if by_transaction is not None and by_transaction.stop_source is StopSource.INFERRED:
+            return _late_sample(event, by_transaction, open_on_charger, zone)
+        return _sample(event, by_transaction, zone)
     if isinstance(event, TransactionStopped):
         return _stop(event, by_transaction, zone)
     return _status(event, open_on_charger)
@@ -223,6 +227,45 @@ def _sample(event: EnergySample, session: Session | None, zone: ZoneInfo) -> Ste
         )
     advanced = _advance(session, at, reg, zone)
     return Step((replace(advanced, version=session.version + 1),), (Outcome.SAMPLE_APPLIED,))
+
+
+def _late_sample(
+    event: EnergySample, session: Session, open_on_charger: Session | None, zone: ZoneInfo
+) -> Step:
+    """A reading of a transaction whose stop the ledger only inferred.
+
+    Taken before the inferred stop, it is energy of the session that arrived late (a charger
+    delivering its queue after it reconnected): applied, the session stays stopped at that reading.
+    Taken after it, the transaction did not end: a session inferred lost is opened again and goes
+    on from this reading (closing it for good would leave what the car draws from now on unbilled).
+    Not while another session is open on the charging point: a connector runs one transaction.
+    """
+    at = _utc(event.measured_utc)
+    assert session.stopped_utc is not None
+    if at is None or at <= session.stopped_utc:
+        step = _sample(event, replace(session, stopped_utc=None), zone)
+        return replace(
+            step,
+            changes=tuple(
+                replace(c, stopped_utc=session.stopped_utc, meter_stop_wh=c.last_register_wh)
+                for c in step.changes
+            ),
+        )
+    lost = session.stop_reason == InferredStop.TRANSACTION_LOST.value
+    if not lost or open_on_charger is not None:
+        return Step((), (Outcome.SAMPLE_AFTER_STOP,))
+    reopened = replace(
+        session,
+        stopped_utc=None,
+        meter_stop_wh=None,
+        stop_reason=None,
+        stop_source=None,
+        flags=session.with_flag(SessionFlag.REOPENED),
+    )
+    step = _sample(event, reopened, zone)
+    if not step.changes:
+        return step
+    return replace(step, outcomes=(Outcome.REOPENED, *step.outcomes))
 
 
 def _stop(event: TransactionStopped, session: Session | None, zone: ZoneInfo) -> Step:

@@ -48,10 +48,13 @@ class SessionFlag(enum.StrEnum):
     # The stop register was below the start register (the meter was reset or replaced, or the
     # start belongs to another meter): not used, the stop takes the last reading.
     STOP_REGISTER_BELOW_START = "stop_register_below_start"
+    # The ledger had inferred the transaction lost, and then the charger reported it running: the
+    # session was opened again and goes on from the register the charger reported.
+    REOPENED = "reopened"
 
 
 # Flags meaning that one end of the session's energy is a substitute reading, not the charger's.
-SUBSTITUTE_FLAGS = frozenset(SessionFlag)
+SUBSTITUTE_FLAGS = frozenset(SessionFlag) - {SessionFlag.REOPENED}
 
 
 class EnergyStatus(enum.StrEnum):

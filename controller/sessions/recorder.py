@@ -25,6 +25,7 @@ _NOTABLE = frozenset(
         Outcome.STOPPED,
         Outcome.SUPERSEDED,
         Outcome.TRANSACTION_LOST,
+        Outcome.REOPENED,
         Outcome.INFERRED_STOP_COMPLETED,
         Outcome.REGISTER_BACKWARDS,
         Outcome.START_REGISTER_FROM_SAMPLE,

@@ -22,6 +22,8 @@ C_REPLAYED_STOPS = "replayed_stops"
 C_SINK_ERRORS = "sink_errors"
 C_PROVISIONING_FAILURES = "provisioning_failures"
 C_PENDING_CALLS = "pending_calls_refused"
+C_RECORD_FAILURES = "record_failures"
+C_TRANSACTIONS_GONE = "transactions_gone"
 
 NAMES: tuple[str, ...] = (
     rpc.C_MESSAGES_IN,
@@ -54,6 +56,8 @@ NAMES: tuple[str, ...] = (
     C_SINK_ERRORS,
     C_PROVISIONING_FAILURES,
     C_PENDING_CALLS,
+    C_RECORD_FAILURES,
+    C_TRANSACTIONS_GONE,
 )
 
 

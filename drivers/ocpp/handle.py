@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from drivers.contracts import ChargerStatus, CommandResult
+from drivers.ocpp import commands
 from drivers.ocpp.station import Station
 
 
@@ -43,8 +44,8 @@ class ChargerHandle:
         self, current_a: float, *, lease_s: float, phases: int | None = None, timeout_s: float = 10.0
     ) -> CommandResult:
         """0 A pauses; amps per phase, capped at the charger's max_current_a; 1.6 rounds down to 0.1 A."""
-        return await self._station.set_current(
-            self.connector_id, current_a, lease_s=lease_s, phases=phases, timeout_s=timeout_s
+        return await commands.set_current(
+            self._station, self.connector_id, current_a, lease_s=lease_s, phases=phases, timeout_s=timeout_s
         )
 
     async def pause(self, *, lease_s: float, timeout_s: float = 10.0) -> CommandResult:
@@ -60,26 +61,26 @@ class ChargerHandle:
         return await self._station.install_safe_limit(safe_current_a, timeout_s=timeout_s)
 
     async def remote_start(self, id_tag: str, *, timeout_s: float = 10.0) -> CommandResult:
-        return await self._station.remote_start(self.connector_id, id_tag, timeout_s=timeout_s)
+        return await commands.remote_start(self._station, self.connector_id, id_tag, timeout_s=timeout_s)
 
     async def remote_stop(self, *, timeout_s: float = 10.0) -> CommandResult:
-        return await self._station.remote_stop(self.connector_id, timeout_s=timeout_s)
+        return await commands.remote_stop(self._station, self.connector_id, timeout_s=timeout_s)
 
     async def set_available(self, available: bool, *, timeout_s: float = 10.0) -> CommandResult:
-        return await self._station.set_available(self.connector_id, available, timeout_s=timeout_s)
+        return await commands.set_available(self._station, self.connector_id, available, timeout_s=timeout_s)
 
     async def reset(self, *, hard: bool = False, timeout_s: float = 10.0) -> CommandResult:
         """Resets the whole charger (every connector of this identity)."""
-        return await self._station.reset(hard=hard, timeout_s=timeout_s)
+        return await commands.reset(self._station, hard=hard, timeout_s=timeout_s)
 
     async def trigger(self, message: str, *, timeout_s: float = 10.0) -> CommandResult:
         """TriggerMessage for this connector, e.g. "MeterValues", "StatusNotification"."""
-        return await self._station.trigger(message, self.connector_id, timeout_s=timeout_s)
+        return await commands.trigger(self._station, message, self.connector_id, timeout_s=timeout_s)
 
     async def configure(self, key: str, value: str, *, timeout_s: float = 10.0) -> CommandResult:
         """1.6 ChangeConfiguration(key); 2.0.1 SetVariables with key "Component.Variable"."""
-        return await self._station.configure(key, value, timeout_s=timeout_s)
+        return await commands.configure(self._station, key, value, timeout_s=timeout_s)
 
     async def read_configuration(self, *keys: str, timeout_s: float = 10.0) -> Mapping[str, str | None]:
         """1.6 GetConfiguration; 2.0.1 GetVariables ("Component.Variable"). Raises CallFailed."""
-        return await self._station.read_configuration(keys, timeout_s=timeout_s)
+        return await commands.read_configuration(self._station, keys, timeout_s=timeout_s)

@@ -17,6 +17,9 @@ from drivers.ocpp.station import Connector, Station, TransactionRecord, parse_ti
 
 log = structlog.get_logger("drivers.ocpp.v16")
 
+# States in which a connector has no transaction.
+_NO_TRANSACTION = frozenset({ConnectorState.AVAILABLE, ConnectorState.UNAVAILABLE})
+
 _STATES = {
     "Available": ConnectorState.AVAILABLE,
     "Preparing": ConnectorState.PREPARING,
@@ -46,11 +49,16 @@ def samples_or_fault(meter_values: Any, phases: int) -> list[MeterSample]:
         raise rpc.OcppFault("PropertyConstraintViolation", str(exc), rpc.C_BAD_VALUES) from None
 
 
-def apply_samples(
+async def apply_samples(
     station: Station, connector: Connector, samples: list[MeterSample], transaction_id: str | None
 ) -> None:
-    """Update the connector's measurements from the newest samples and emit the energy readings."""
+    """Update the connector's measurements from the newest samples and emit the energy readings.
+
+    Readings of a transaction are transaction messages (1.6 MeterValues with a transactionId, 2.0.1
+    TransactionEvent): the charger does not send them again once answered, so they are recorded
+    before the answer, like the start and the stop. Readings outside a transaction are not billing."""
     received = station.touch()
+    readings = []
     for sample in sorted(samples, key=lambda s: s.timestamp_utc):
         if any(c is not None for c in sample.currents_a):
             connector.currents_a = sample.currents_a
@@ -58,7 +66,7 @@ def apply_samples(
             connector.power_w = sample.power_w
         if sample.energy_wh is not None:
             connector.energy_wh = sample.energy_wh
-            station.services.emit(
+            readings.append(
                 EnergySample(
                     charger_id=connector.charger_id,
                     transaction_id=transaction_id,
@@ -68,6 +76,11 @@ def apply_samples(
                     clock_aligned=sample.clock_aligned,
                 )
             )
+    if transaction_id is None:
+        for reading in readings:
+            station.services.emit(reading)
+    elif readings:
+        await station.services.emit_durably(*readings)
 
 
 class V16Handlers(CommonHandlers):
@@ -114,10 +127,12 @@ class V16Handlers(CommonHandlers):
             return {}
         connector.state = _STATES[payload["status"]]
         connector.error_code = payload.get("errorCode")
+        if connector.state in _NO_TRANSACTION and connector.transaction_id is not None:
+            # Available and Unavailable are states without a transaction (1.6 §4.9): if its
+            # StopTransaction is still queued on the charger, it completes the session when it comes.
+            station.transaction_gone(connector, f"StatusNotification {payload['status']}")
         if connector.state is ConnectorState.AVAILABLE:
-            connector.currents_a = (
-                (None, None, None) if connector.transaction_id is None else connector.currents_a
-            )
+            connector.currents_a = (None, None, None)
         station.emit_status(connector)
         return {}
 
@@ -141,10 +156,23 @@ class V16Handlers(CommonHandlers):
         )
         transaction_id = str(number)
         received = station.touch()
-        if transaction_id in station.transactions:
+        replayed = transaction_id in station.transactions
+        if replayed:
             station.services.counters.inc(C_REPLAYED_STARTS)
             log.info("ocpp.start_replayed", identity=station.identity, transaction_id=transaction_id)
-        else:
+        # Recorded before it is answered, the replay too: a replay may be the charger's retry after
+        # a start whose recording failed, and the ledger takes a duplicate as one.
+        await station.services.emit_durably(
+            TransactionStarted(
+                charger_id=connector.charger_id,
+                transaction_id=transaction_id,
+                id_tag=id_tag,
+                meter_start_wh=float(meter_start),
+                started_utc=started_utc,
+                received=received,
+            )
+        )
+        if not replayed:
             station.remember_transaction(
                 transaction_id, TransactionRecord(connector.connector_id, float(meter_start))
             )
@@ -152,16 +180,6 @@ class V16Handlers(CommonHandlers):
             connector.id_tag = id_tag
             connector.meter_start_wh = float(meter_start)
             connector.energy_wh = float(meter_start)
-            station.services.emit(
-                TransactionStarted(
-                    charger_id=connector.charger_id,
-                    transaction_id=transaction_id,
-                    id_tag=id_tag,
-                    meter_start_wh=float(meter_start),
-                    started_utc=started_utc,
-                    received=received,
-                )
-            )
             station.emit_status(connector)
         return {"transactionId": number, "idTagInfo": id_tag_info(decision)}
 
@@ -191,9 +209,8 @@ class V16Handlers(CommonHandlers):
             counter = C_REPLAYED_STOPS if record is not None else C_UNKNOWN_TRANSACTIONS
             station.services.counters.inc(counter)
             log.info(
-                "ocpp.stop_ignored", identity=station.identity, transaction_id=transaction_id, why=counter
+                "ocpp.stop_replayed", identity=station.identity, transaction_id=transaction_id, why=counter
             )
-            return reply
         if connector is None:
             station.services.counters.inc(C_UNKNOWN_TRANSACTIONS)
             log.warning(
@@ -201,11 +218,11 @@ class V16Handlers(CommonHandlers):
             )
             return reply
         if samples:
-            apply_samples(station, connector, samples, transaction_id)
-        if record is not None:
-            record.ended = True
-        connector.energy_wh = float(meter_stop)
-        station.services.emit(
+            await apply_samples(station, connector, samples, transaction_id)
+        # Recorded before it is answered, a replay too: the charger repeats a stop whose answer it
+        # did not get, and the first one's recording may be what failed. The ledger takes a
+        # duplicate as one.
+        await station.services.emit_durably(
             TransactionStopped(
                 charger_id=connector.charger_id,
                 transaction_id=transaction_id,
@@ -216,6 +233,9 @@ class V16Handlers(CommonHandlers):
                 received=received,
             )
         )
+        if record is not None:
+            record.ended = True
+        connector.energy_wh = float(meter_stop)
         if connector.transaction_id == transaction_id:
             connector.transaction_id = None
             connector.id_tag = None
@@ -223,7 +243,7 @@ class V16Handlers(CommonHandlers):
         station.emit_status(connector)
         return reply
 
-    def meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
         station = self.station
         connector = station.connector(payload["connectorId"], allow_zero=True)
         samples = samples_or_fault(payload["meterValue"], station.config.phases)
@@ -232,6 +252,6 @@ class V16Handlers(CommonHandlers):
             return {}
         raw_tx = payload.get("transactionId")
         transaction_id = str(raw_tx) if raw_tx is not None else connector.transaction_id
-        apply_samples(station, connector, samples, transaction_id)
+        await apply_samples(station, connector, samples, transaction_id)
         station.emit_status(connector)
         return {}

@@ -17,6 +17,7 @@ from drivers.ocpp.authorization import AuthDecision
 from drivers.ocpp.counters import C_REPLAYED_STARTS, C_REPLAYED_STOPS
 from drivers.ocpp.handlers16 import apply_samples, samples_or_fault
 from drivers.ocpp.handlers_common import CommonHandlers
+from drivers.ocpp.provisioning import check_transaction
 from drivers.ocpp.session import Handler
 from drivers.ocpp.station import Connector, TransactionRecord, parse_time_or_fault
 
@@ -29,6 +30,7 @@ _CONNECTOR_STATUS = {
     "Unavailable": ConnectorState.UNAVAILABLE,
     "Faulted": ConnectorState.FAULTED,
 }
+_IDLE = frozenset({ConnectorState.AVAILABLE, ConnectorState.UNAVAILABLE, ConnectorState.FAULTED})
 _CHARGING_STATE = {
     "Charging": ConnectorState.CHARGING,
     "EVConnected": ConnectorState.PREPARING,
@@ -101,6 +103,9 @@ class V201Handlers(CommonHandlers):
         if state is ConnectorState.PREPARING and connector.state in _CHARGING_STATE.values():
             state = connector.state if connector.state is not ConnectorState.AVAILABLE else state
         connector.state = state
+        if state in _IDLE and connector.transaction_id is not None:
+            # A 2.0.1 transaction may outlive the cable (TxStopPoint): only the station can say.
+            station.spawn(check_transaction(station, connector), f"ocpp-tx-check-{station.identity}")
         station.emit_status(connector)
         return {}
 
@@ -116,7 +121,7 @@ class V201Handlers(CommonHandlers):
             return self.station.connector(evse["id"])
         return self.station.connector_for_transaction(transaction_id)
 
-    def transaction_event(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def transaction_event(self, payload: dict[str, Any]) -> dict[str, Any]:
         station = self.station
         info = payload["transactionInfo"]
         transaction_id: str = info["transactionId"]
@@ -150,12 +155,12 @@ class V201Handlers(CommonHandlers):
                     rpc.C_BAD_VALUES,
                 )
         if samples:
-            apply_samples(station, connector, samples, transaction_id)
+            await apply_samples(station, connector, samples, transaction_id)
         charging_state = info.get("chargingState")
         if charging_state in _CHARGING_STATE:
             connector.state = _CHARGING_STATE[charging_state]
         if event_type == "Started":
-            self._started(connector, transaction_id, id_tag, energies, moment, received)
+            await self._started(connector, transaction_id, id_tag, energies, moment, received)
         elif event_type == "Updated" and record is None:
             # A transaction that started before this process (a restart): track it, but don't invent
             # a start with today's register; the ledger has the real one.
@@ -164,13 +169,13 @@ class V201Handlers(CommonHandlers):
             connector.id_tag = id_tag if id_tag is not None else connector.id_tag
             log.info("ocpp.transaction_adopted", identity=station.identity, transaction_id=transaction_id)
         elif event_type == "Ended":
-            self._ended(connector, transaction_id, id_tag, meter_stop, info, moment, received)
+            await self._ended(connector, transaction_id, id_tag, meter_stop, info, moment, received)
         elif id_tag is not None and connector.id_tag is None:
             connector.id_tag = id_tag
         station.emit_status(connector)
         return reply
 
-    def _started(
+    async def _started(
         self,
         connector: Connector,
         transaction_id: str,
@@ -180,19 +185,16 @@ class V201Handlers(CommonHandlers):
         received: Any,
     ) -> None:
         station = self.station
-        if transaction_id in station.transactions:
+        replayed = transaction_id in station.transactions
+        if replayed:
             station.services.counters.inc(C_REPLAYED_STARTS)
-            return
         meter_start = energies[0] if energies else None
-        station.remember_transaction(transaction_id, TransactionRecord(connector.connector_id, meter_start))
-        connector.transaction_id = transaction_id
-        connector.id_tag = id_tag
-        connector.meter_start_wh = meter_start
-        if meter_start is None:
+        if meter_start is None and not replayed:
             log.warning(
                 "ocpp.start_without_register", identity=station.identity, transaction_id=transaction_id
             )
-        station.services.emit(
+        # Recorded before it is answered, a replay too (see the 1.6 StartTransaction).
+        await station.services.emit_durably(
             TransactionStarted(
                 charger_id=connector.charger_id,
                 transaction_id=transaction_id,
@@ -202,8 +204,14 @@ class V201Handlers(CommonHandlers):
                 received=received,
             )
         )
+        if replayed:
+            return
+        station.remember_transaction(transaction_id, TransactionRecord(connector.connector_id, meter_start))
+        connector.transaction_id = transaction_id
+        connector.id_tag = id_tag
+        connector.meter_start_wh = meter_start
 
-    def _ended(
+    async def _ended(
         self,
         connector: Connector,
         transaction_id: str,
@@ -216,17 +224,16 @@ class V201Handlers(CommonHandlers):
         station = self.station
         record = station.transactions.get(transaction_id)
         if record is not None and record.ended:
+            # Recorded again all the same: the first one's recording may have failed.
             station.services.counters.inc(C_REPLAYED_STOPS)
-            return
         if record is None:
             record = TransactionRecord(connector.connector_id, None)
             station.remember_transaction(transaction_id, record)
-        record.ended = True
-        if meter_stop is None:
+        if meter_stop is None and not record.ended:
             log.warning(
                 "ocpp.stop_without_register", identity=station.identity, transaction_id=transaction_id
             )
-        station.services.emit(
+        await station.services.emit_durably(
             TransactionStopped(
                 charger_id=connector.charger_id,
                 transaction_id=transaction_id,
@@ -237,18 +244,19 @@ class V201Handlers(CommonHandlers):
                 received=received,
             )
         )
+        record.ended = True
         if connector.transaction_id == transaction_id:
             connector.transaction_id = None
             connector.id_tag = None
             connector.meter_start_wh = None
 
-    def meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
         station = self.station
         connector = station.connector(payload["evseId"], allow_zero=True)
         samples = samples_or_fault(payload["meterValue"], station.config.phases)
         if connector is None:
             station.touch()
             return {}
-        apply_samples(station, connector, samples, connector.transaction_id)
+        await apply_samples(station, connector, samples, connector.transaction_id)
         station.emit_status(connector)
         return {}

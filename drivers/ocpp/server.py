@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from drivers.contracts import ChargerEventSink, Clock, CommandResult
+from drivers.contracts import ChargerEventRecorder, ChargerEventSink, Clock, CommandResult
 from drivers.ocpp import counters as c
 from drivers.ocpp import rpc
 from drivers.ocpp.authorization import Authorizer
@@ -124,7 +124,9 @@ class CentralSystem:
     """The local CSMS. Use as `async with CentralSystem(...) as csms:`.
 
     Events go to `sink` (ChargerStatus, TransactionStarted, EnergySample, TransactionStopped); the sink
-    is called synchronously and must not block. Commands go through `charger(charger_id)` handles.
+    is called synchronously and must not block. With a `record`er, transaction starts and stops go
+    to it instead and are answered only once it has stored them. Commands go through
+    `charger(charger_id)` handles.
     """
 
     def __init__(
@@ -137,11 +139,12 @@ class CentralSystem:
         authorizer: Authorizer,
         transaction_ids: TransactionIds,
         security_sink: SecuritySink | None = None,
+        record: ChargerEventRecorder | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
         self._counters = Counters()
-        self._services = Services(config, clock, sink, authorizer, transaction_ids, self._counters)
+        self._services = Services(config, clock, sink, authorizer, transaction_ids, self._counters, record)
         self._security_sink = security_sink
         self._stations: dict[str, Station] = {}
         self._handles: dict[str, ChargerHandle] = {}
@@ -185,6 +188,14 @@ class CentralSystem:
 
     def connected_identities(self) -> tuple[str, ...]:
         return tuple(i for i, s in self._stations.items() if s.session is not None)
+
+    def resume_transaction(
+        self, charger_id: str, transaction_id: str, id_tag: str | None, meter_start_wh: float | None
+    ) -> None:
+        """A transaction open in the ledger from before this process: the charging point knows it
+        again (its readings, a remote stop, the questions asked after the charger reconnects)."""
+        handle = self._handles[charger_id]
+        self._stations[handle.identity].resume(handle.connector_id, transaction_id, id_tag, meter_start_wh)
 
     def pending(self) -> tuple[PendingCharger, ...]:
         return tuple(self._pending.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import structlog
 
 from drivers.contracts import (
     ChargerEvent,
+    ChargerEventRecorder,
     ChargerStatus,
     Clock,
     CommandOutcome,
@@ -26,10 +27,16 @@ from drivers.contracts import (
     PerTerminal,
     ReceiveTime,
 )
-from drivers.ocpp import profiles, rpc
+from drivers.ocpp import profiles, provisioning, rpc
 from drivers.ocpp.authorization import AuthDecision, Authorizer
 from drivers.ocpp.config import ChargePointConfig, CsmsConfig
-from drivers.ocpp.counters import C_PROVISIONING_FAILURES, C_SINK_ERRORS, C_UNKNOWN_CONNECTOR, Counters
+from drivers.ocpp.counters import (
+    C_RECORD_FAILURES,
+    C_SINK_ERRORS,
+    C_TRANSACTIONS_GONE,
+    C_UNKNOWN_CONNECTOR,
+    Counters,
+)
 from drivers.ocpp.meter import BadMeterValue, parse_timestamp
 from drivers.ocpp.session import CallFailed, RpcSession
 from drivers.ocpp.transactions import TransactionIds
@@ -38,8 +45,6 @@ log = structlog.get_logger("drivers.ocpp.station")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 _RECENT = 256  # transactions remembered per charger for replay detection
-METER_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Power.Active.Import"
-ALIGNED_MEASURANDS = "Energy.Active.Import.Register"
 _CONNECTED_STATES = frozenset(
     {
         ConnectorState.PREPARING,
@@ -61,6 +66,7 @@ class Services:
     authorizer: Authorizer
     transaction_ids: TransactionIds
     counters: Counters
+    record: ChargerEventRecorder | None = None
 
     def received(self) -> ReceiveTime:
         return ReceiveTime(self.clock.monotonic(), self.clock.utc_now())
@@ -73,12 +79,35 @@ class Services:
             self.counters.inc(C_SINK_ERRORS)
             log.exception("ocpp.sink_failed", event=type(event).__name__)
 
+    async def emit_durably(self, *events: ChargerEvent) -> None:
+        """Transaction messages: returns once the recorder has committed them. When it cannot (a
+        failing or slow ledger) the charger gets an InternalError and sends the message again, as
+        OCPP has it do for transaction messages; the recorder takes the repeat as a duplicate."""
+        if self.record is None:
+            for event in events:
+                self.emit(event)
+            return
+        try:
+            async with asyncio.timeout(self.clock.loop_seconds(self.config.record_timeout_s)):
+                await asyncio.gather(*(self.record(event) for event in events))
+        except Exception as exc:
+            self.counters.inc(C_RECORD_FAILURES)
+            log.error(
+                "ocpp.record_failed",
+                event=type(events[0]).__name__,
+                charger_id=events[0].charger_id,
+                error=repr(exc),
+            )
+            raise rpc.OcppFault(
+                "InternalError", "the transaction could not be stored; send it again", C_RECORD_FAILURES
+            ) from None
+
 
 @dataclass(slots=True)
 class Connector:
     charger_id: str
     connector_id: int
-    state: ConnectorState = ConnectorState.UNAVAILABLE
+    state: ConnectorState = ConnectorState.UNKNOWN
     currents_a: PerTerminal = (None, None, None)
     energy_wh: float | None = None
     power_w: float | None = None
@@ -107,8 +136,8 @@ class Station:
     boot_pending: bool = False
     boot_info: dict[str, Any] = field(default_factory=dict)
     transactions: OrderedDict[str, TransactionRecord] = field(default_factory=OrderedDict)
+    provisioning: bool = False  # a provisioning run is under way on this connection
     _spawn: Spawn | None = None
-    _provisioning: bool = False
 
     def __post_init__(self) -> None:
         self.connectors = {
@@ -126,13 +155,13 @@ class Station:
         self._spawn = spawn
         self.provisioned = False
         self.boot_pending = False
-        self._provisioning = False
+        self.provisioning = False
         now = self.services.received()
         for connector in self.connectors.values():
             connector.last_seen = now
             connector.applied_limit_a = None  # unknown until we set one on this connection
             self.emit_status(connector)
-        spawn(self._provision_unless_booted(), f"ocpp-boot-wait-{self.identity}")
+        spawn(provisioning.provision_unless_booted(self), f"ocpp-boot-wait-{self.identity}")
 
     def detach(self, session: RpcSession) -> None:
         if self.session is not session:
@@ -209,108 +238,48 @@ class Station:
             return next(iter(self.connectors.values()))
         return None
 
+    @property
+    def connected(self) -> bool:
+        return self._spawn is not None
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `coro` for this connection (it ends with it); closed at once when there is none."""
+        if self._spawn is None:
+            coro.close()
+            return
+        self._spawn(coro, name)
+
     def after_boot(self, accepted: bool) -> None:
         """Called by the Boot handler: start provisioning once the Pending reply is out."""
         self.boot_pending = not accepted
         if not accepted and self.session is not None:
-            self.session.after_reply(self._start_provisioning)
+            self.session.after_reply(lambda: provisioning.start_provisioning(self))
 
-    # -------------------------------------------------------------------------------- provisioning
-
-    async def _provision_unless_booted(self) -> None:
-        # A 1.6 charger that only lost its connection does not boot again; provision it anyway.
-        await self.services.clock.sleep(self.services.config.boot_retry_interval_s)
-        self._start_provisioning()
-
-    def _start_provisioning(self) -> None:
-        if self._provisioning or self.provisioned or self._spawn is None:
-            return
-        self._provisioning = True
-        self._spawn(self._provision(), f"ocpp-provision-{self.identity}")
-
-    async def _provision(self) -> None:
-        config = self.services.config
-        session = self.session
-        if session is None:
-            return
-        try:
-            while not session.closed:
-                if await self._provision_once(session):
-                    break
-                self.services.counters.inc(C_PROVISIONING_FAILURES)
-                await self.services.clock.sleep(config.boot_retry_interval_s)
-        finally:
-            self._provisioning = False
-        if self.session is not session or session.closed:
-            return  # the connection is gone; a newer one provisions itself
-        self.provisioned = True
-        log.info("ocpp.provisioned", identity=self.identity, safe_current_a=self.config.safe_current_a)
-        for connector in self.connectors.values():
-            self.emit_status(connector)
-        if self.boot_pending:
-            # Ask for the boot again now instead of waiting out the Pending interval.
-            await self._tolerant(session, "TriggerMessage", {"requestedMessage": "BootNotification"})
-        elif session.version == "1.6":
-            await self._tolerant(session, "TriggerMessage", {"requestedMessage": "StatusNotification"})
-
-    async def _tolerant(
-        self, session: RpcSession, action: str, payload: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """A call whose refusal we can live with; None if it failed."""
-        try:
-            return await session.call(action, payload, timeout_s=self.services.config.call_timeout_s)
-        except CallFailed as failed:
-            log.info("ocpp.optional_call_failed", identity=self.identity, action=action, detail=failed.detail)
-            return None
-
-    async def _provision_once(self, session: RpcSession) -> bool:
-        config = self.services.config
-        if session.version == "1.6":
-            settings = (
-                ("MeterValueSampleInterval", str(config.meter_value_sample_interval_s)),
-                ("ClockAlignedDataInterval", str(config.clock_aligned_data_interval_s)),
-                ("MeterValuesSampledData", METER_MEASURANDS),
-                ("MeterValuesAlignedData", ALIGNED_MEASURANDS),
-            )
-            for key, value in settings:
-                answer = await self._tolerant(session, "ChangeConfiguration", {"key": key, "value": value})
-                log.info(
-                    "ocpp.configured", identity=self.identity, key=key, status=answer and answer.get("status")
-                )
-        else:
-            variables = [
-                ("SampledDataCtrlr", "TxUpdatedInterval", str(config.meter_value_sample_interval_s)),
-                ("SampledDataCtrlr", "TxUpdatedMeasurands", METER_MEASURANDS),
-                ("AlignedDataCtrlr", "Interval", str(config.clock_aligned_data_interval_s)),
-                ("AlignedDataCtrlr", "Measurands", ALIGNED_MEASURANDS),
-            ]
-            answer = await self._tolerant(
-                session,
-                "SetVariables",
-                {
-                    "setVariableData": [
-                        {"component": {"name": c}, "variable": {"name": v}, "attributeValue": value}
-                        for c, v, value in variables
-                    ]
-                },
-            )
-            log.info("ocpp.configured", identity=self.identity, answer=answer)
-            await self._tolerant(
-                session,
-                "SetChargingProfile",
-                profiles.station_max_profile_request(
-                    self.config.max_current_a,
-                    self.config.phases,
-                    self.config.quirks,
-                    self.services.clock.utc_now(),
-                ),
-            )
-        result = await self.install_safe_limit(
-            self.config.safe_current_a, timeout_s=config.call_timeout_s, session=session
+    def transaction_gone(self, connector: Connector, evidence: str) -> None:
+        """The charger says the connector's transaction is not running any more."""
+        log.info(
+            "ocpp.transaction_gone",
+            identity=self.identity,
+            connector_id=connector.connector_id,
+            transaction_id=connector.transaction_id,
+            evidence=evidence,
         )
-        if not result.ok:
-            log.warning("ocpp.safe_profile_failed", identity=self.identity, detail=result.detail)
-        return result.ok
+        self.services.counters.inc(C_TRANSACTIONS_GONE)
+        connector.transaction_id = None
+        connector.id_tag = None
+        connector.meter_start_wh = None
+
+    def resume(
+        self, connector_id: int, transaction_id: str, id_tag: str | None, meter_start_wh: float | None
+    ) -> None:
+        """A transaction the ledger has open on this connector from before this process started:
+        known again, so that its readings, a remote stop and the charger's questions about it
+        find it. Only the charger can end it."""
+        connector = self.connectors[connector_id]
+        connector.transaction_id = transaction_id
+        connector.id_tag = id_tag
+        connector.meter_start_wh = meter_start_wh
+        self.remember_transaction(transaction_id, TransactionRecord(connector_id, meter_start_wh))
 
     # ------------------------------------------------------------------------------------ commands
 
@@ -359,154 +328,6 @@ class Station:
             session.version, current_a, self.config.phases, self.config.quirks
         )
         return await self.command("SetChargingProfile", payload, timeout_s=timeout_s, session=session)
-
-    async def set_current(
-        self, connector_id: int, current_a: float, *, lease_s: float, phases: int | None, timeout_s: float
-    ) -> CommandResult:
-        version = self.version()
-        if version is None:
-            return CommandResult(CommandOutcome.OFFLINE, "charger is not connected")
-        if not self.provisioned:
-            # The safe profile must be on the charger before it takes dynamic limits.
-            return CommandResult(
-                CommandOutcome.REJECTED, "charger not provisioned yet (safe profile pending)"
-            )
-        if current_a != current_a or current_a < 0:
-            return CommandResult(CommandOutcome.REJECTED, f"invalid current {current_a}")
-        connector = self.connectors[connector_id]
-        use_phases = phases if phases is not None else self.config.phases
-        if use_phases not in (1, 2, 3):
-            return CommandResult(CommandOutcome.REJECTED, f"invalid phases {phases}")
-        quirks = self.config.quirks
-        limit = profiles.to_limit(min(current_a, self.config.max_current_a), use_phases, quirks)
-        payload = profiles.lease_profile_request(
-            version,
-            connector_id,
-            min(current_a, self.config.max_current_a),
-            lease_s=lease_s,
-            phases=use_phases,
-            quirks=quirks,
-            now_utc=self.services.clock.utc_now(),
-            transaction_id=connector.transaction_id,
-        )
-        result = await self.command("SetChargingProfile", payload, timeout_s=timeout_s)
-        if result.ok:
-            connector.applied_limit_a = profiles.limit_as_amps(limit, quirks)
-            self.emit_status(connector)
-        return result
-
-    async def remote_start(self, connector_id: int, id_tag: str, *, timeout_s: float) -> CommandResult:
-        if self.version() == "1.6":
-            payload: dict[str, Any] = {"connectorId": connector_id, "idTag": id_tag}
-            return await self.command("RemoteStartTransaction", payload, timeout_s=timeout_s)
-        payload = {
-            "evseId": connector_id,
-            "remoteStartId": int(self.services.clock.monotonic() * 1000) % 2_000_000_000,
-            "idToken": {"idToken": id_tag, "type": "ISO14443"},
-        }
-        return await self.command("RequestStartTransaction", payload, timeout_s=timeout_s)
-
-    async def remote_stop(self, connector_id: int, *, timeout_s: float) -> CommandResult:
-        transaction_id = self.connectors[connector_id].transaction_id
-        if transaction_id is None:
-            return CommandResult(CommandOutcome.REJECTED, "no transaction on this connector")
-        if self.version() == "1.6":
-            return await self.command(
-                "RemoteStopTransaction", {"transactionId": int(transaction_id)}, timeout_s=timeout_s
-            )
-        return await self.command(
-            "RequestStopTransaction", {"transactionId": transaction_id}, timeout_s=timeout_s
-        )
-
-    async def set_available(self, connector_id: int, available: bool, *, timeout_s: float) -> CommandResult:
-        if self.version() == "1.6":
-            payload: dict[str, Any] = {
-                "connectorId": connector_id,
-                "type": "Operative" if available else "Inoperative",
-            }
-        else:
-            payload = {
-                "operationalStatus": "Operative" if available else "Inoperative",
-                "evse": {"id": connector_id},
-            }
-        return await self.command(
-            "ChangeAvailability", payload, timeout_s=timeout_s, ok=("Accepted", "Scheduled")
-        )
-
-    async def reset(self, *, hard: bool, timeout_s: float) -> CommandResult:
-        if self.version() == "1.6":
-            payload = {"type": "Hard" if hard else "Soft"}
-        else:
-            payload = {"type": "Immediate" if hard else "OnIdle"}
-        return await self.command("Reset", payload, timeout_s=timeout_s, ok=("Accepted", "Scheduled"))
-
-    async def trigger(self, message: str, connector_id: int | None, *, timeout_s: float) -> CommandResult:
-        payload: dict[str, Any] = {"requestedMessage": message}
-        if connector_id is not None:
-            if self.version() == "1.6":
-                payload["connectorId"] = connector_id
-            else:
-                payload["evse"] = {"id": connector_id}
-        return await self.command("TriggerMessage", payload, timeout_s=timeout_s)
-
-    async def configure(self, key: str, value: str, *, timeout_s: float) -> CommandResult:
-        """1.6 ChangeConfiguration key; 2.0.1 SetVariables with key `Component.Variable`."""
-        if self.version() == "1.6":
-            return await self.command(
-                "ChangeConfiguration",
-                {"key": key, "value": value},
-                timeout_s=timeout_s,
-                ok=("Accepted", "RebootRequired"),
-            )
-        component, _, variable = key.partition(".")
-        if not variable:
-            return CommandResult(CommandOutcome.REJECTED, "2.0.1 keys are Component.Variable")
-        try:
-            answer = await self.call(
-                "SetVariables",
-                {
-                    "setVariableData": [
-                        {
-                            "component": {"name": component},
-                            "variable": {"name": variable},
-                            "attributeValue": value,
-                        }
-                    ]
-                },
-                timeout_s=timeout_s,
-            )
-        except CallFailed as failed:
-            return CommandResult(failed.outcome, failed.detail)
-        results = answer.get("setVariableResult", [])
-        status = str(results[0].get("attributeStatus", "")) if results else ""
-        outcome = (
-            CommandOutcome.ACCEPTED if status in ("Accepted", "RebootRequired") else CommandOutcome.REJECTED
-        )
-        return CommandResult(outcome, status)
-
-    async def read_configuration(
-        self, keys: tuple[str, ...], *, timeout_s: float
-    ) -> Mapping[str, str | None]:
-        """1.6 GetConfiguration; 2.0.1 GetVariables (`Component.Variable`). Unknown keys map to None.
-        Raises CallFailed."""
-        if self.version() == "1.6":
-            answer = await self.call(
-                "GetConfiguration", {"key": list(keys)} if keys else {}, timeout_s=timeout_s
-            )
-            found: dict[str, str | None] = {str(k): None for k in answer.get("unknownKey", [])}
-            for item in answer.get("configurationKey", []):
-                found[str(item["key"])] = item.get("value")
-            return found
-        requests = []
-        for key in keys:
-            component, _, variable = key.partition(".")
-            requests.append({"component": {"name": component}, "variable": {"name": variable}})
-        answer = await self.call("GetVariables", {"getVariableData": requests}, timeout_s=timeout_s)
-        values: dict[str, str | None] = {}
-        for item in answer.get("getVariableResult", []):
-            key = f"{item['component']['name']}.{item['variable']['name']}"
-            values[key] = item.get("attributeValue") if item.get("attributeStatus") == "Accepted" else None
-        return values
 
 
 def parse_time_or_fault(text: Any) -> datetime:

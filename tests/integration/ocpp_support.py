@@ -144,6 +144,8 @@ class _Recorder:
         self.accepted = asyncio.Event()
         self.profile_status = "Accepted"
         self.commands: list[tuple[str, dict[str, Any]]] = []
+        # What a 2.0.1 station answers GetTransactionStatus (the ocpp library's field names).
+        self.transaction_status: dict[str, Any] = {"ongoing_indicator": True, "messages_in_queue": False}
 
 
 class Charger16(ChargePoint16):  # type: ignore[misc]
@@ -278,6 +280,11 @@ class Charger201(ChargePoint201):  # type: ignore[misc]
         if requested_message == "BootNotification":
             await self.boot()
 
+    @on("GetTransactionStatus")
+    def on_get_transaction_status(self, transaction_id: str | None = None) -> Any:
+        self.rec.commands.append(("GetTransactionStatus", {"transaction_id": transaction_id}))
+        return result201.GetTransactionStatus(**self.rec.transaction_status)
+
     @on("RequestStartTransaction")
     def on_request_start(self, id_token: dict[str, Any], remote_start_id: int, **kw: Any) -> Any:
         self.rec.commands.append(("RequestStartTransaction", {"id_token": id_token, **kw}))
@@ -356,7 +363,10 @@ def sample_values_16(
 
 
 def sample_values_201(
-    energy_wh: float, currents: tuple[float, float, float], context: str = "Sample.Periodic"
+    energy_wh: float,
+    currents: tuple[float, float, float],
+    context: str = "Sample.Periodic",
+    timestamp: str | None = None,
 ) -> list[dict[str, Any]]:
     sampled: list[dict[str, Any]] = [
         {
@@ -376,7 +386,7 @@ def sample_values_201(
                 "context": context,
             }
         )
-    return [{"timestamp": now_iso(), "sampledValue": sampled}]
+    return [{"timestamp": timestamp or now_iso(), "sampledValue": sampled}]
 
 
 __all__ = [

@@ -46,12 +46,18 @@ def stop(
     return TransactionStopped(charger, tx, "TAG-1", wh, moment, reason, _rx(moment))
 
 
-def idle(minutes: float, *, charger: str = "CP-01", online: bool = True) -> ChargerStatus:
+def idle(
+    minutes: float,
+    *,
+    charger: str = "CP-01",
+    online: bool = True,
+    state: ConnectorState = ConnectorState.AVAILABLE,
+) -> ChargerStatus:
     moment = at(minutes)
     return ChargerStatus(
         charger_id=charger,
         online=online,
-        state=ConnectorState.AVAILABLE,
+        state=state,
         vehicle_connected=False,
         last_seen=_rx(moment),
     )

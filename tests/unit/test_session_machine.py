@@ -18,7 +18,7 @@ from controller.sessions.model import (
     session_from_json,
     session_to_json,
 )
-from drivers.contracts import ChargerEvent
+from drivers.contracts import ChargerEvent, ConnectorState
 from tests.support.charger_events import at, charging, idle, sample, sequential_ids, start, stop
 from tests.support.session_book import MemoryBook
 
@@ -234,6 +234,70 @@ CASES: list[tuple[str, list[ChargerEvent], Outcome, list[Expect]]] = [
         [start("1", 0, 1000), idle(30), stop("1", 20, 1600, reason="Reboot"), stop("1", 20, 1600)],
         Outcome.DUPLICATE_STOP,
         [Expect("1", False, 600, 3, "Reboot")],
+    ),
+    (
+        "a charger that has reported nothing yet has lost nothing",
+        [start("1", 0, 1000), sample("1", 10, 1400), idle(30, state=ConnectorState.UNKNOWN)],
+        Outcome.NO_CHANGE,
+        [Expect("1", True, 400, 2)],
+    ),
+    (
+        "a reading of a transaction inferred lost opens its session again",
+        [start("1", 0, 1000), sample("1", 10, 1400), idle(30), sample("1", 40, 2400)],
+        Outcome.REOPENED,
+        [
+            Expect(
+                "1",
+                True,
+                1400,
+                4,
+                None,
+                {0: 567, 15: 500, 30: 333},
+                status=MEASURED,
+                flags=(SessionFlag.REOPENED,),
+            )
+        ],
+    ),
+    (
+        "and it ends with its real stop",
+        [start("1", 0, 1000), idle(30), sample("1", 40, 2400), stop("1", 50, 2600)],
+        Outcome.STOPPED,
+        [Expect("1", False, 1600, 4, "EVDisconnected", status=MEASURED, flags=(SessionFlag.REOPENED,))],
+    ),
+    (
+        "a late reading from before the inferred stop is its energy; the session stays stopped",
+        [start("1", 0, 1000), sample("1", 10, 1400), idle(30), sample("1", 20, 1700)],
+        Outcome.SAMPLE_APPLIED,
+        [
+            Expect(
+                "1",
+                False,
+                700,
+                4,
+                InferredStop.TRANSACTION_LOST.value,
+                {0: 550, 15: 150},
+                status=PARTIAL,
+                flags=(),
+            )
+        ],
+    ),
+    (
+        "a reading of a lost transaction reopens nothing while another session is open there",
+        [start("1", 0, 1000), idle(30), start("2", 35, 5000), sample("1", 40, 2400)],
+        Outcome.SAMPLE_AFTER_STOP,
+        [Expect("1", False, None, 2), Expect("2", True, 0, 1)],
+    ),
+    (
+        "a superseded session is not opened again",
+        [
+            start("1", 0, 1000),
+            sample("1", 10, 1100),
+            start("2", 30, 1200),
+            stop("2", 35, 1300),
+            sample("1", 40, 1500),
+        ],
+        Outcome.SAMPLE_AFTER_STOP,
+        [Expect("1", False, 100, 3, InferredStop.SUPERSEDED.value), Expect("2", False, 100, 2)],
     ),
     (
         "a charging status changes nothing",
