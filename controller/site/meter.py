@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.contracts import LINES, MeterList, MeterReading
+from drivers.contracts import LINES, Line, MeterList, MeterReading
 
 LineValues = tuple[float | None, float | None, float | None]
 
@@ -40,9 +40,12 @@ class MeterTracker:
         self._full_power_w: float | None = None
         self._latest_power_w: float | None = None
         self._latest_mono: float | None = None
+        self._derived_l2_a: float | None = None
         self.readings = 0
 
-    def ingest(self, reading: MeterReading) -> None:
+    def ingest(self, reading: MeterReading, derived_l2_a: float | None = None) -> None:
+        """`derived_l2_a`: IL2 worked out from a three-wire meter's own measurements (three_wire),
+        for a full list that lacks it."""
         self.readings += 1
         power_w = _net_import_w(reading)
         self._latest_mono = reading.received.monotonic_s
@@ -53,6 +56,12 @@ class MeterTracker:
         ):
             self._full = reading
             self._full_power_w = power_w
+            self._derived_l2_a = derived_l2_a
+
+    def _line_a(self, full: MeterReading, line: Line) -> float | None:
+        if line == "L2" and self._derived_l2_a is not None:
+            return self._derived_l2_a
+        return full.current_a(line)
 
     @property
     def latest_power_w(self) -> float | None:
@@ -70,9 +79,9 @@ class MeterTracker:
         if full is None:
             return (None, None, None)
         return (
-            _abs_plus(full.current_a("L1"), 0.0),
-            _abs_plus(full.current_a("L2"), 0.0),
-            _abs_plus(full.current_a("L3"), 0.0),
+            _abs_plus(self._line_a(full, "L1"), 0.0),
+            _abs_plus(self._line_a(full, "L2"), 0.0),
+            _abs_plus(self._line_a(full, "L3"), 0.0),
         )
 
     @property
@@ -91,7 +100,7 @@ class MeterTracker:
         if self._latest_power_w is not None and self._full_power_w is not None:
             rise_w = max(0.0, self._latest_power_w - self._full_power_w - explained_rise_w)
         rise_a = rise_w / self._phase_voltage_v
-        currents = tuple(_abs_plus(full.current_a(line), rise_a) for line in LINES)
+        currents = tuple(_abs_plus(self._line_a(full, line), rise_a) for line in LINES)
         age_s = max(0.0, now_mono - full.received.monotonic_s)
         return MeterView((currents[0], currents[1], currents[2]), age_s, rise_w)
 

@@ -28,7 +28,8 @@ from controller.allocation import (
 from controller.allocation.model import ROTATION
 from controller.settings import ChargerSection, SiteSettings
 from controller.site.meter import MeterTracker
-from drivers.contracts import ChargerEvent, ChargerStatus, ConnectorState, Line, MeterReading
+from controller.site.three_wire import AronInputs, ThreeWireEstimator, ev_phasors
+from drivers.contracts import LINES, ChargerEvent, ChargerStatus, ConnectorState, Line, MeterReading
 
 # A terminal carrying less than this is not counted as a line the car draws on.
 ACTIVE_LINE_THRESHOLD_A = 1.0
@@ -123,6 +124,8 @@ class SiteState:
         self._root_fuse = next(f.id for f in settings.fuses if f.parent is None)
         # Aidon/Kaifa power frames are net of export; a rise is spread at the single-phase voltage.
         self._meter = MeterTracker(phase_voltage_v=settings.grid.nominal_voltage_v)
+        # A three-wire meter's IL2, worked out from its own measurements (IT only).
+        self._three_wire = ThreeWireEstimator() if settings.grid.type == "IT" else None
         self.meter_readings = 0
         # The EV power the setpoints allowed over the last minute (see _with_meter).
         self._ev_power_history: deque[tuple[float, float]] = deque()
@@ -137,7 +140,27 @@ class SiteState:
 
     def ingest_meter(self, reading: MeterReading) -> None:
         self.meter_readings += 1
-        self._meter.ingest(reading)
+        derived_a = None
+        inputs = None if self._three_wire is None else AronInputs.from_reading(reading)
+        if inputs is not None and self._three_wire is not None:
+            estimate = self._three_wire.estimate(inputs, self._ev_phasors(), reading.received.monotonic_s)
+            derived_a = None if estimate is None else estimate.i2_a
+        self._meter.ingest(reading, derived_l2_a=derived_a)
+
+    def _ev_phasors(self) -> tuple[complex, complex]:
+        """The cars' line phasors (L1, L3) as their chargers last reported them."""
+        loads = []
+        for track in self._tracks.values():
+            status = track.status
+            if status is None or status.state not in _HAS_CAR:
+                continue
+            lines = track.active_lines or tuple(track.config.lines)
+            drawn = _drawing(track.config.lines, status.measured_current_a, self._grid.type)
+            values = [drawn[LINES.index(line)] for line in lines]
+            known = [v for v in values if v is not None]
+            if known:
+                loads.append((lines, min(known)))
+        return ev_phasors(loads)
 
     def ingest_charger(self, event: ChargerEvent) -> bool:
         """Fold one driver event in; True when it changes what the allocator should see."""
