@@ -57,11 +57,11 @@ async def test_ten_thousand_queued_sessions_drain_in_order_exactly_once(
     expected = await outbox_msg_ids(ledger)
     assert len(expected) == 10_000
     async with running(Backend(broker.port, TOPICS)) as backend:
-        await asyncio.sleep(0.2)  # the backend subscribes first, as a real one would be
+        await backend.wait_subscribed()  # the backend subscribes first, as a real one would be
         async with Uplink(fast_config(broker.url), ledger, SystemClock(), command_handler=RecordingHandler()):
             await backend.wait_for(10_000, timeout_s=60)
             await _drained(ledger)
-    backend.check_exactly_once_in_order(expected)
+    backend.check_exactly_once_per_session_in_order(expected)
     assert await ledger.pending() == []
 
 
@@ -100,7 +100,7 @@ async def test_status_is_retained_online_and_the_will_says_offline(broker: Mosqu
 async def test_broker_restarts_lose_and_duplicate_nothing(broker: Mosquitto, ledger: Ledger) -> None:
     await fill(ledger, 1500)
     async with running(Backend(broker.port, TOPICS)) as backend:
-        await asyncio.sleep(0.2)
+        await backend.wait_subscribed()
         async with Uplink(fast_config(broker.url), ledger, SystemClock(), command_handler=RecordingHandler()):
             for target in (400, 1500, 2400):
                 await backend.wait_for(target, timeout_s=30)
@@ -109,7 +109,7 @@ async def test_broker_restarts_lose_and_duplicate_nothing(broker: Mosquitto, led
             expected = await outbox_msg_ids(ledger)
             await backend.wait_for(len(expected), timeout_s=30)
             await _drained(ledger)
-    duplicates = backend.check_exactly_once_in_order(expected)
+    duplicates = backend.check_exactly_once_per_session_in_order(expected)
     assert backend.connects >= 4
     assert duplicates >= 0
 
@@ -117,20 +117,21 @@ async def test_broker_restarts_lose_and_duplicate_nothing(broker: Mosquitto, led
 async def test_a_blocked_network_loses_and_duplicates_nothing(broker: Mosquitto, ledger: Ledger) -> None:
     await fill(ledger, 1000)
     async with running(Backend(broker.port, TOPICS)) as backend, TcpProxy(broker.port) as proxy:
-        await asyncio.sleep(0.2)
+        await backend.wait_subscribed()
         config = fast_config(f"mqtt://127.0.0.1:{proxy.port}", connect_timeout_s=1.0)
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
             await backend.wait_for(300, timeout_s=30)
             proxy.block()  # packets vanish: keepalive has to notice
             await fill(ledger, 300, first=20_000)
-            await asyncio.sleep(2.5)  # keepalive 1 s: the client gives up after about 2 s
+            # Keepalive 1 s: the client gives up after about 2 s.
+            await until(lambda: uplink.connection_failures >= 1, 15, "the uplink noticing the black hole")
             proxy.unblock()
             await backend.wait_for(1200, timeout_s=30)
             proxy.cut()  # and a reset connection
             expected = await outbox_msg_ids(ledger)
             await backend.wait_for(len(expected), timeout_s=30)
             await _drained(ledger)
-    backend.check_exactly_once_in_order(expected)
+    backend.check_exactly_once_per_session_in_order(expected)
     assert uplink.connects >= 2
     assert uplink.connection_failures >= 1
 
@@ -142,10 +143,12 @@ async def test_an_unacknowledging_backend_gets_resends_and_the_backlog_alarm(
     backend = Backend(broker.port, TOPICS)
     backend.acking = False
     async with running(backend):
-        await asyncio.sleep(0.2)
+        await backend.wait_subscribed()
         config = fast_config(broker.url, backlog_alarm_rows=150, window_rows=50, ack_timeout_s=0.5)
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
-            await backend.wait_for(50, timeout_s=10)
+            # The window of 50 rows holds 25 sessions: each one's start published, its stop held
+            # behind it until the start is acknowledged (the per-session order).
+            await backend.wait_for(25, timeout_s=10)
             await until(
                 lambda: any(e.get("kind") == "outbox_backlog" for e in backend.events),
                 10,
@@ -155,12 +158,12 @@ async def test_an_unacknowledging_backend_gets_resends_and_the_backlog_alarm(
             assert alarm["state"] == "raised"
             assert alarm["backlog_rows"] == 200
             # Without acks the window is resent, never advanced past it, and nothing is deleted.
-            await until(lambda: uplink.relay.resent >= 50, 10, "resends of the unacknowledged window")
-            assert backend.distinct == 50
+            await until(lambda: uplink.relay.resent >= 25, 10, "resends of the unacknowledged window")
+            assert backend.distinct == 25
             assert await ledger.backlog() == 200
             backend.acking = True
             expected = await outbox_msg_ids(ledger)
             await backend.wait_for(200, timeout_s=20)
             await _drained(ledger)
             await until(lambda: not uplink.relay.backlog_alarm, 10, "the backlog alarm to clear")
-    assert backend.check_exactly_once_in_order(expected) >= 50
+    assert backend.check_exactly_once_per_session_in_order(expected) >= 25

@@ -43,7 +43,7 @@ async def test_sigkill_mid_publish_loses_nothing(broker: Mosquitto, tmp_path: Pa
     backend = Backend(broker.port, TOPICS)
     backend_task = asyncio.create_task(backend.run(), name="test-backend")
     try:
-        await asyncio.sleep(0.2)
+        await backend.wait_subscribed()
         kills = 0
         for run in range(5):
             proc = await _start_runner(path, broker.url, run, write_per_s=200)
@@ -73,4 +73,4 @@ async def test_sigkill_mid_publish_loses_nothing(broker: Mosquitto, tmp_path: Pa
             await backend_task
     assert kills == 5
     assert len(expected) > 3000  # the killed runs wrote sessions of their own while publishing
-    backend.check_exactly_once_in_order(expected)
+    backend.check_exactly_once_per_session_in_order(expected)

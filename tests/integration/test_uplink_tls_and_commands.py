@@ -56,7 +56,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
 @contextlib.asynccontextmanager
 async def running(backend: Backend) -> AsyncIterator[Backend]:
     task = asyncio.create_task(backend.run(), name="test-backend")
-    await asyncio.sleep(0.2)
+    await backend.wait_subscribed()
     try:
         yield backend
     finally:
@@ -73,7 +73,7 @@ async def test_sessions_over_mutual_tls(broker: Mosquitto, ledger: Ledger, pki: 
     async with running(Backend(broker.port, TOPICS)) as backend:
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()):
             await backend.wait_for(100, timeout_s=20)
-        backend.check_exactly_once_in_order(await outbox_msg_ids(ledger))
+        backend.check_exactly_once_per_session_in_order(await outbox_msg_ids(ledger))
 
 
 @pytest.mark.parametrize("problem", ["unknown_server_ca", "no_client_cert", "untrusted_client_cert"])
@@ -104,7 +104,7 @@ async def test_mqtt_3_1_1_works_too(broker: Mosquitto, ledger: Ledger) -> None:
         async with Uplink(config, ledger, SystemClock(), command_handler=RecordingHandler()) as uplink:
             await backend.wait_for(200, timeout_s=20)
             assert uplink.mqtt5 is False
-        backend.check_exactly_once_in_order(await outbox_msg_ids(ledger))
+        backend.check_exactly_once_per_session_in_order(await outbox_msg_ids(ledger))
 
 
 async def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(broker: Mosquitto, ledger: Ledger) -> None:
@@ -116,7 +116,7 @@ async def test_auto_falls_back_to_3_1_1_when_the_broker_refuses_5(broker: Mosqui
             assert uplink.mqtt5 is False
             assert uplink.connects == 1
         assert front.refused_v5 == 1
-        backend.check_exactly_once_in_order(await outbox_msg_ids(ledger))
+        backend.check_exactly_once_per_session_in_order(await outbox_msg_ids(ledger))
 
 
 def _command(command_id: str, args: dict[str, Any], *, expires_in_s: float = 60) -> bytes:

@@ -179,3 +179,33 @@ def test_nothing_to_send_means_no_busy_waiting() -> None:
     schedule.update_site(SITE)
     assert schedule.due(0.0)[0]
     assert schedule.next_wake_s(0.0) == 10
+
+
+async def test_a_sessions_next_version_waits_for_the_previous_ones_ack(tmp_path: Path) -> None:
+    # Three sessions of three versions each (start, sample, stop), written session by session: the
+    # relay publishes each session's first version, holds the rest behind it, and releases the next
+    # version of a session only when its previous one is acknowledged.
+    async with await Ledger.open(tmp_path / "s.sqlite") as ledger:
+        await fill(ledger, 3, stop=True)
+        rows = await ledger.pending(limit=100)
+        by_session: dict[str, list[str]] = {}
+        for row in rows:
+            by_session.setdefault(json.loads(row.payload)["session_id"], []).append(row.msg_id)
+        assert len(by_session) == 3 and all(len(v) >= 2 for v in by_session.values())
+        relay = OutboxRelay(ledger, TOPICS, SystemClock(), fast_config("mqtt://h", window_rows=50))
+        pub = RecordingPublisher()
+        async with relaying(relay, pub):
+            firsts = {versions[0] for versions in by_session.values()}
+            await until(lambda: set(pub.msg_ids()) == firsts, 5, "every session's first version")
+            versions = next(iter(by_session.values()))
+            relay.on_ack_payload(ack(versions[0]))
+            await until(lambda: versions[1] in pub.msg_ids(), 5, "the acknowledged session's next version")
+            assert set(pub.msg_ids()) == firsts | {versions[1]}  # the other sessions still wait
+            # Acknowledgements of held versions too (a backend that had them from before).
+            for v in by_session.values():
+                relay.on_ack_payload(ack(*reversed(v)))
+            await until(lambda: relay.acked == len(rows), 5, "every row acknowledged")
+        published = pub.msg_ids()
+        for versions in by_session.values():
+            sent = [m for m in published if m in versions]
+            assert sent == versions[: len(sent)]  # a prefix, in version order
