@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from controller.dispatch import DispatchConfig, Dispatcher
+from controller.dispatch import ChargerLimits, DispatchConfig, Dispatcher
 from controller.logs import configure_logging
 from controller.loop import ControlLoop
+from controller.pacing import Pacer, PacingConfig
 from controller.settings import SiteSettings, load_settings
-from controller.site.state import SiteState
+from controller.site.snapshot import SiteState
 from drivers.clock import ScaledClock
 from drivers.contracts import ChargerStatus, CommandOutcome, CommandResult, ConnectorState, ReceiveTime
 from drivers.han import HanStreamDecoder
@@ -95,9 +96,10 @@ def build(settings: SiteSettings, speed: float, settle_s: float = 5.0) -> Rig:
     clock = ScaledClock(speed, EPOCH)
     sends: list[tuple[float, str, bool]] = []
     drivers = {c.id: RecordingDriver(c.id, sends) for c in settings.chargers}
-    dispatcher = Dispatcher(drivers, clock, DispatchConfig(settle_s=settle_s, lease_s=120.0))
+    limits = {c.id: ChargerLimits(0.0, c.max_a) for c in settings.chargers}
+    dispatcher = Dispatcher(drivers, clock, DispatchConfig(lease_s=120.0), limits=limits)
     site = SiteState(settings)
-    loop = ControlLoop(site, dispatcher, clock, safe_currents_a={c.id: 0.0 for c in settings.chargers})
+    loop = ControlLoop(site, dispatcher, clock, pacer=Pacer(PacingConfig(settle_s=settle_s)))
     dispatcher.on_change = loop.poke
     return Rig(clock, settings, loop, dispatcher, drivers, sends)
 

@@ -90,6 +90,9 @@ def _status(daemon: Daemon) -> dict[str, Any]:
     }
     if daemon.han is not None:
         counters["han"] = dict(daemon.han.counters)
+    if daemon.site is not None and daemon.site.base_load is not None:
+        counters["three_wire_il2"] = dict(daemon.site.base_load.three_wire_counts)
+        counters["base_load_held_cycles"] = daemon.site.base_load.held_cycles
     if daemon.csms is not None:
         counters["ocpp"] = dict(daemon.csms.counters)
     if daemon.dispatcher is not None:
@@ -128,6 +131,11 @@ def _status(daemon: Daemon) -> dict[str, Any]:
         "uplink": None if daemon.uplink is None else {"connected": daemon.uplink.connected},
         "snapshot": snapshot_to_json(cycle.snapshot),
         "allocation": allocation_to_json(cycle.allocation),
+        # What the pacer commanded this cycle (the allocation's shares, moved to at its pace).
+        "commanded": {
+            cid: {"current_a": round(paced.current_a, 2), "paced_by": paced.reason}
+            for cid, paced in cycle.paced.items()
+        },
         "chargers": chargers,
         "counters": counters,
     }

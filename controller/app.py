@@ -20,15 +20,16 @@ import structlog
 from controller.api import register_methods
 from controller.authorization import AuthListStore, SiteAuthorizer
 from controller.commands import SiteCommandHandler
-from controller.dispatch import DispatchConfig, Dispatcher
+from controller.dispatch import ChargerLimits, DispatchConfig, Dispatcher
 from controller.localapi.server import ControlServer, MethodRegistry
 from controller.loop import ControlLoop
+from controller.pacing import Pacer, PacingConfig
 from controller.reporting import CycleReporter
 from controller.sdnotify import SystemdNotifier, run_watchdog
 from controller.sessions import Ledger, OcppTransactionIds, SessionRecorder
 from controller.sessions.intake import SessionIntake
 from controller.settings import ChargerSection, SiteSettings
-from controller.site.state import SiteState
+from controller.site.snapshot import SiteState
 from controller.uplink import Uplink, UplinkConfig
 from drivers.contracts import ChargerEvent, Clock, CurrentLimiter, MeterReading
 from drivers.han import HanReader
@@ -157,19 +158,15 @@ class Daemon:
             dispatcher = Dispatcher(
                 limiters,
                 self.clock,
-                DispatchConfig(
-                    lease_s=policy.lease_s,
-                    settle_s=policy.settle_s,
-                    deadband_a=policy.deadband_a,
-                    command_timeout_s=self.tuning.command_timeout_s,
-                ),
+                DispatchConfig(lease_s=policy.lease_s, command_timeout_s=self.tuning.command_timeout_s),
+                limits={c.id: ChargerLimits(c.safe_current_a, c.max_a) for c in settings.chargers},
             )
             self.dispatcher = dispatcher
             loop = ControlLoop(
                 site,
                 dispatcher,
                 self.clock,
-                safe_currents_a={c.id: c.safe_current_a for c in settings.chargers},
+                pacer=Pacer(PacingConfig(settle_s=policy.settle_s)),
                 tick_s=self.tuning.tick_s,
             )
             self.loop = loop
@@ -197,8 +194,12 @@ class Daemon:
             )
             loop.add_observer(reporter)
 
-            # Network services close before the ledger does, and before the last session events
-            # are drained into it: nothing can arrive after the drain.
+            # The intake runs until the network services are closed - a charger's transaction
+            # message waits for its commit until then - and what is left is drained into the ledger
+            # after them: nothing can arrive after the drain.
+            stack.push_async_callback(intake.drain)
+            writer = asyncio.create_task(intake.run(), name="sessions")
+            stack.push_async_callback(_cancel, writer)
             services = await stack.enter_async_context(contextlib.AsyncExitStack())
             if csms is not None:
                 self.csms = await services.enter_async_context(csms)
@@ -222,7 +223,6 @@ class Daemon:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(loop.run(), name="control-loop")
                     tasks.create_task(dispatcher.run(), name="dispatcher")
-                    tasks.create_task(intake.run(), name="sessions")
                     if self.han is not None:
                         tasks.create_task(self.han.run(), name="han-reader")
                     tasks.create_task(run_watchdog(self.notifier, self._healthy), name="watchdog")
@@ -246,7 +246,6 @@ class Daemon:
             except* _Stop:
                 pass
             await services.aclose()
-            await intake.drain()
         log.info("app.stopped")
 
     def request_reload(self) -> SiteSettings:
@@ -383,6 +382,11 @@ class Daemon:
 
 class _Stop(Exception):
     pass
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _identity(settings: SiteSettings, charger_id: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from controller.authorization import AuthListStore
-from controller.site.state import SiteState
+from controller.site.snapshot import SiteState
 from controller.uplink import (
     AuthListUpdate,
     ChargerAvailability,

@@ -1,23 +1,18 @@
-"""Allocation → charger commands: ordering, deadband, leases, acknowledgements, retries.
+"""Commanded values → charger commands: one in flight per charger, leases, acknowledgements, retries,
+and what each charger may be drawing meanwhile.
 
-The allocator says where every charger should end up; this module decides in which order and when the
-commands go out so that the sum never overshoots on the way there (DESIGN.md §5):
+The pacer (controller/pacing.py) decides what each charger should be set to now; this module sends
+it and keeps track (DESIGN.md §5):
 
-- decreases go out at once, in one wave;
-- increases go out only when no decrease is in flight or failed, and the last decrease has had
-  `settle_s` to take effect (a car needs up to ~5 s to follow a new limit, IEC 61851-1);
-- increases go out in waves at most every `increase_interval_s`, so the meter and the chargers have
-  reported the effect of one wave before the next is decided (smoothing; without it a ramp decided
-  on stale readings overshoots and the site pauses the cars it just started);
-- a charger whose current value is unknown (just booted, or a command that timed out) is first
-  brought to at most its safe current, which the fail-safe budget guarantees fits; the rest is an
-  increase like any other;
+- never more than one outstanding command per charger; a failed command is retried with backoff;
 - every acknowledged limit is a lease that expires on the charger; it is refreshed at half its life
-  so a dead controller lets every charger fall back to its safe current within the lease;
-- never more than one outstanding command per charger; a failed command is retried with backoff.
-
-`budget_a()` tells the control loop the most each charger may be drawing right now given what is in
-flight and what failed: an unknown always counts as the higher value.
+  (also while the value stays the same), so a dead controller lets every charger fall back to its
+  safe current within the lease;
+- `budget(charger_id)` says what is known of each charger's limit (`Drive`) and what it may be
+  drawing now, an unknown always counted as the higher value: a command in flight as the higher of
+  the confirmed and the sent value, a failed one as the higher of the confirmed and the failed one,
+  a lapsed lease as the higher of the confirmed value and the safe current, a charger that refuses
+  limits at its maximum.
 """
 
 from __future__ import annotations
@@ -30,29 +25,36 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from controller.allocation import Drive
 from drivers.contracts import Clock, CommandOutcome, CommandResult, CurrentLimiter
 
 log = structlog.get_logger("dispatch")
+
+# Outcomes by which a charger refuses limits (as opposed to a link that failed to carry one).
+_REFUSALS = frozenset({CommandOutcome.REJECTED, CommandOutcome.NOT_SUPPORTED})
 
 
 @dataclass(frozen=True, slots=True)
 class DispatchConfig:
     lease_s: float = 60.0
-    settle_s: float = 10.0
-    increase_interval_s: float = 10.0
-    deadband_a: float = 1.0
     command_timeout_s: float = 10.0
     retry_initial_s: float = 2.0
     retry_max_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class ChargerTarget:
-    """Where the allocator wants one charger: 0 pauses. `safe_current_a` bounds a first step from unknown."""
+class ChargerLimits:
+    """What a charger falls back to on its own, and the most it can deliver."""
 
-    current_a: float
     safe_current_a: float
-    phases: int | None = None
+    max_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    drive: Drive
+    setpoint_a: float | None  # the limit it holds or is heading to (None: unknown)
+    may_draw_a: float  # the most it may be drawing now
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +62,19 @@ class ChargerCommand:
     charger_id: str
     current_a: float
     lease_s: float
-    phases: int | None
-    kind: str  # "decrease" | "increase" | "refresh"
+    kind: str  # "set" | "refresh"
 
 
 @dataclass(slots=True)
 class _ChargerState:
-    target: ChargerTarget | None = None
-    acked_a: float | None = None  # None: unknown (never acknowledged, or a command failed)
+    wanted_a: float | None = None
+    acked_a: float | None = None  # None: unknown (never acknowledged on this connection)
     acked_mono: float = -math.inf
     inflight: ChargerCommand | None = None
     failed_a: float | None = None  # the value of the last failed command, until a later ack
+    refused: bool = False  # the last failure was the charger refusing the limit
     failures: int = 0
     retry_mono: float = -math.inf
-    generation_failed: int = -1
 
 
 @dataclass(slots=True)
@@ -92,29 +93,28 @@ class Dispatcher:
         clock: Clock,
         config: DispatchConfig | None = None,
         *,
+        limits: Mapping[str, ChargerLimits] | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._limiters = dict(limiters)
         self._clock = clock
         self._config = config or DispatchConfig()
+        self._limits = dict(limits or {})
         self.on_change = on_change
         self._states = {charger_id: _ChargerState() for charger_id in self._limiters}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._generation = 0
-        self._last_decrease_ack_mono = -math.inf
-        self._last_increase_wave_mono = -math.inf
+        self.last_decrease_ack_mono = -math.inf
         self.counters = DispatchCounters()
 
     # ------------------------------------------------------------------------------------ inputs
 
-    def submit(self, targets: Mapping[str, ChargerTarget]) -> None:
-        """Take the latest allocation. Never blocks; chargers not named keep their targets."""
-        self._generation += 1
-        for charger_id, target in targets.items():
+    def submit(self, values_a: Mapping[str, float]) -> None:
+        """The values the chargers should hold now. Never blocks; chargers not named keep theirs."""
+        for charger_id, value in values_a.items():
             state = self._states.get(charger_id)
             if state is not None:
-                state.target = target
+                state.wanted_a = _round_down(value)
         self._wake.set()
 
     def forget(self, charger_id: str) -> None:
@@ -123,6 +123,8 @@ class Dispatcher:
         if state is not None:
             state.acked_a = None
             state.acked_mono = -math.inf
+            state.failed_a = None
+            state.refused = False
             # Retry at once: a backoff earned while it was offline says nothing about it now.
             state.failures = 0
             state.retry_mono = -math.inf
@@ -130,17 +132,46 @@ class Dispatcher:
 
     # ----------------------------------------------------------------------------------- outputs
 
-    def budget_a(self, charger_id: str) -> float | None:
-        """The most the charger may be set to now; None when unknown (budget it at its maximum)."""
+    def drives(self, charger_id: str) -> bool:
+        return charger_id in self._states
+
+    def budget(self, charger_id: str) -> Budget:
+        """What is known of the charger's limit and the most it may be drawing now."""
         state = self._states[charger_id]
-        if state.acked_a is None:
-            return None
-        values = [state.acked_a]
-        if state.inflight is not None:
-            values.append(state.inflight.current_a)
-        if state.failed_a is not None:
-            values.append(state.failed_a)
-        return max(values)
+        limits = self._limits.get(charger_id)
+        max_a = limits.max_a if limits is not None else math.inf
+        safe_a = limits.safe_current_a if limits is not None else 0.0
+        acked = state.acked_a
+        if state.refused and acked is None:
+            return Budget(Drive.REFUSED, None, max_a)
+        if state.failed_a is not None and state.inflight is None:
+            return Budget(Drive.FAILED, acked, max(acked or max_a, state.failed_a))
+        if acked is not None and self._clock.monotonic() > state.acked_mono + self._config.lease_s:
+            return Budget(Drive.LAPSED, acked, max(acked, safe_a))
+        inflight = state.inflight
+        if inflight is not None and inflight.kind == "set":
+            if acked is None:
+                return Budget(Drive.UNKNOWN, None, max_a)
+            return Budget(Drive.IN_FLIGHT, inflight.current_a, max(acked, inflight.current_a))
+        if acked is None:
+            return Budget(Drive.UNKNOWN, None, max_a)
+        return Budget(Drive.ACKNOWLEDGED, acked, acked)
+
+    def decreases_pending(self) -> bool:
+        """A lower value is on its way, or wanted and not sent yet (an increase in flight finishes
+        first): until it holds, the charger may draw the higher value the allocation no longer
+        counts. A failed command is not pending: its charger is budgeted at the higher value."""
+        for state in self._states.values():
+            if state.failed_a is not None:
+                continue
+            known = state.acked_a
+            if state.inflight is not None and state.inflight.kind == "set":
+                if known is None or state.inflight.current_a < known:
+                    return True
+                known = state.inflight.current_a
+            if state.wanted_a is not None and known is not None and state.wanted_a < known:
+                return True
+        return False
 
     def acked_a(self, charger_id: str) -> float | None:
         return self._states[charger_id].acked_a
@@ -168,87 +199,23 @@ class Dispatcher:
     def _step(self) -> float:
         """Send what is due now; return how long until something may be due (clock seconds)."""
         now = self._clock.monotonic()
-        next_due = now + self._config.lease_s / 2
-        decreases_pending = False
-        increases: list[tuple[str, ChargerCommand]] = []
-
+        lease_s = self._config.lease_s
+        next_due = now + lease_s / 2
         for charger_id, state in self._states.items():
-            target = state.target
-            if state.inflight is not None:
-                if self._is_decrease(state, state.inflight.current_a):
-                    decreases_pending = True
-                continue
-            if target is None:
+            if state.inflight is not None or state.wanted_a is None:
                 continue
             if now < state.retry_mono:
                 next_due = min(next_due, state.retry_mono)
-                if state.failed_a is not None and target.current_a < state.failed_a:
-                    decreases_pending = True
                 continue
-            command = self._plan(charger_id, state, target, now)
-            if command is None:
-                refresh_at = state.acked_mono + self._config.lease_s / 2
-                next_due = min(next_due, refresh_at)
+            if state.acked_a is None or state.wanted_a != state.acked_a:
+                self._start(charger_id, state, ChargerCommand(charger_id, state.wanted_a, lease_s, "set"))
                 continue
-            if command.kind == "increase":
-                increases.append((charger_id, command))
-            else:
-                if command.kind == "decrease":
-                    decreases_pending = True
-                self._start(charger_id, state, command)
-
-        settled_at = max(
-            self._last_decrease_ack_mono + self._config.settle_s,
-            self._last_increase_wave_mono + self._config.increase_interval_s,
-        )
-        gate_open = not decreases_pending and not self._failed_decrease_blocks() and now >= settled_at
-        if increases and not decreases_pending and now < settled_at:
-            next_due = min(next_due, settled_at)
-        if increases and gate_open:
-            self._last_increase_wave_mono = now
-        for charger_id, command in increases:
-            state = self._states[charger_id]
-            if gate_open:
-                self._start(charger_id, state, command)
-                continue
-            # A held-back increase must not let the current lease lapse: the charger would fall back
-            # to its safe current, which may be more than it has now (a paused car would start).
-            refresh_at = state.acked_mono + self._config.lease_s / 2
-            if now >= refresh_at and state.acked_a is not None:
-                refresh = ChargerCommand(
-                    charger_id, state.acked_a, command.lease_s, command.phases, "refresh"
-                )
-                self._start(charger_id, state, refresh)
+            refresh_at = state.acked_mono + lease_s / 2
+            if now >= refresh_at:
+                self._start(charger_id, state, ChargerCommand(charger_id, state.acked_a, lease_s, "refresh"))
             else:
                 next_due = min(next_due, refresh_at)
         return max(0.0, next_due - now)
-
-    def _plan(
-        self, charger_id: str, state: _ChargerState, target: ChargerTarget, now: float
-    ) -> ChargerCommand | None:
-        lease_s = self._config.lease_s
-        wanted = _round_down(target.current_a)
-        if state.acked_a is None:
-            # Unknown: first step no higher than the safe current the fail-safe budget covers.
-            first = min(wanted, _round_down(target.safe_current_a))
-            return ChargerCommand(charger_id, first, lease_s, target.phases, "decrease")
-        if wanted < state.acked_a:
-            return ChargerCommand(charger_id, wanted, lease_s, target.phases, "decrease")
-        rising = wanted - state.acked_a
-        starting = state.acked_a == 0.0 and wanted > 0.0
-        if rising > 0 and (rising >= self._config.deadband_a or starting):
-            return ChargerCommand(charger_id, wanted, lease_s, target.phases, "increase")
-        if now >= state.acked_mono + lease_s / 2:
-            return ChargerCommand(charger_id, state.acked_a, lease_s, target.phases, "refresh")
-        return None
-
-    def _is_decrease(self, state: _ChargerState, value_a: float) -> bool:
-        return state.acked_a is None or value_a < state.acked_a
-
-    def _failed_decrease_blocks(self) -> bool:
-        # A decrease that failed in the current allocation generation may still be drawing its old
-        # value; the loop re-allocates with that charger budgeted higher, which opens a new generation.
-        return any(s.generation_failed == self._generation for s in self._states.values())
 
     def _start(self, charger_id: str, state: _ChargerState, command: ChargerCommand) -> None:
         state.inflight = command
@@ -265,10 +232,7 @@ class Dispatcher:
         limiter = self._limiters[charger_id]
         try:
             result = await limiter.set_current(
-                command.current_a,
-                lease_s=command.lease_s,
-                phases=command.phases,
-                timeout_s=self._config.command_timeout_s,
+                command.current_a, lease_s=command.lease_s, timeout_s=self._config.command_timeout_s
             )
         except asyncio.CancelledError:
             raise
@@ -285,23 +249,22 @@ class Dispatcher:
         outcome = str(result.outcome)
         self.counters.by_outcome[outcome] = self.counters.by_outcome.get(outcome, 0) + 1
         if result.ok:
-            was_decrease = self._is_decrease(state, command.current_a)
+            was_decrease = state.acked_a is None or command.current_a < state.acked_a
             state.acked_a = command.current_a
             state.acked_mono = now
             state.failed_a = None
+            state.refused = False
             state.failures = 0
             state.retry_mono = -math.inf
-            state.generation_failed = -1
             self.counters.acked += 1
             if was_decrease:
-                self._last_decrease_ack_mono = now
+                self.last_decrease_ack_mono = now
             log.debug("dispatch.acked", charger=charger_id, current_a=command.current_a, kind=command.kind)
         else:
             self.counters.failed += 1
             state.failures += 1
             state.failed_a = max(command.current_a, state.failed_a or 0.0)
-            if command.kind != "refresh":
-                state.generation_failed = self._generation
+            state.refused = result.outcome in _REFUSALS
             backoff_s = min(
                 self._config.retry_max_s, self._config.retry_initial_s * 2 ** (state.failures - 1)
             )

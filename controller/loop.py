@@ -3,6 +3,9 @@
 Every meter reading and every charger status change triggers a recomputation; so does a tick, because
 a silent meter sends nothing that could trigger one, and staleness is exactly what must be acted on.
 Events that arrive while a cycle runs are folded into the next one, so a burst costs one allocation.
+
+A cycle: the dispatcher's budgets → the site's snapshot → `allocate` (fair shares) → the pacer (what
+to command now) → the dispatcher.
 """
 
 from __future__ import annotations
@@ -10,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
 from controller.allocation import Allocation, SiteSnapshot, allocate
-from controller.allocation.model import OFFLINE
-from controller.dispatch import ChargerTarget, Dispatcher
-from controller.site.state import SiteState
+from controller.dispatch import Dispatcher
+from controller.pacing import DispatchState, Paced, Pacer
+from controller.site.snapshot import SiteState
 from drivers.contracts import ChargerEvent, ChargerStatus, Clock, MeterReading
 
 log = structlog.get_logger("loop")
@@ -26,7 +29,7 @@ log = structlog.get_logger("loop")
 
 @dataclass(frozen=True, slots=True)
 class Cycle:
-    """One recomputation: what the allocator saw and what it decided."""
+    """One recomputation: what the allocator saw, what it decided, what was commanded."""
 
     number: int
     snapshot: SiteSnapshot
@@ -34,6 +37,7 @@ class Cycle:
     trigger: str  # "meter", "charger", "tick" or "dispatch"
     started_mono: float
     compute_s: float  # wall-clock seconds spent (for the benchmark and `sitectl status`)
+    paced: Mapping[str, Paced] = field(default_factory=dict)
 
 
 CycleObserver = Callable[[Cycle], None]
@@ -46,14 +50,14 @@ class ControlLoop:
         dispatcher: Dispatcher,
         clock: Clock,
         *,
-        safe_currents_a: dict[str, float],
+        pacer: Pacer | None = None,
         tick_s: float = 2.0,
         observers: Sequence[CycleObserver] = (),
     ) -> None:
         self._site = site
         self._dispatcher = dispatcher
+        self._pacer = pacer or Pacer()
         self._clock = clock
-        self._safe_currents_a = safe_currents_a
         self._tick_s = tick_s
         self._observers = list(observers)
         self._inbox: list[MeterReading | ChargerEvent] = []
@@ -114,26 +118,24 @@ class ControlLoop:
                 if isinstance(item, ChargerStatus):
                     self._note_connection(item)
         now_mono = self._clock.monotonic()
-        snapshot = self._site.snapshot(now_mono, self._clock.utc_now(), self._dispatcher.budget_a)
+        dispatcher = self._dispatcher
+        budgets = {cid: dispatcher.budget(cid) for cid in self._site.charger_ids() if dispatcher.drives(cid)}
+        snapshot = self._site.snapshot(now_mono, self._clock.utc_now(), budgets)
         allocation = allocate(snapshot)
         self._site.note_allocation(allocation, snapshot.now)
-        # Offline chargers cannot be commanded; they are budgeted at their maximum instead, and
-        # the dispatcher starts them from their safe current when they come back.
-        holding = self._site.holding
-        targets = {}
-        for charger_id, decision in allocation.chargers.items():
-            if decision.limited_by == OFFLINE:
-                continue
-            current_a = decision.current_a
-            if holding:
-                # The base load is held while cars' reports lag the meter: lower, never raise.
-                budget_a = self._dispatcher.budget_a(charger_id)
-                if budget_a is not None:
-                    current_a = min(current_a, budget_a)
-            targets[charger_id] = ChargerTarget(current_a, self._safe_currents_a.get(charger_id, 0.0))
-        self._dispatcher.submit(targets)
+        paced = self._pacer.pace(
+            snapshot,
+            allocation,
+            {cid: budget.setpoint_a for cid, budget in budgets.items()},
+            now_mono=now_mono,
+            dispatch=DispatchState(dispatcher.last_decrease_ack_mono, dispatcher.decreases_pending()),
+            holding=self._site.holding,
+        )
+        dispatcher.submit({cid: value.current_a for cid, value in paced.items()})
         self.cycles += 1
-        cycle = Cycle(self.cycles, snapshot, allocation, trigger, now_mono, time.perf_counter() - started)
+        cycle = Cycle(
+            self.cycles, snapshot, allocation, trigger, now_mono, time.perf_counter() - started, paced
+        )
         self.last = cycle
         for observer in self._observers:
             try:
@@ -147,5 +149,5 @@ class ControlLoop:
         self._online[status.charger_id] = status.online
         if status.online and was_online is not True:
             # A (re)connected charger has lost or may have lost its dynamic limit: its value is
-            # unknown again, and the dispatcher's first step goes no higher than its safe current.
+            # unknown again, and its first limit is no higher than its safe current.
             self._dispatcher.forget(status.charger_id)

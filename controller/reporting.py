@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from controller.loop import Cycle
-from controller.site.state import SiteState
+from controller.site.snapshot import SiteState
 from controller.uplink import ChargerTelemetry, SiteTelemetry
 from drivers.contracts import LINES
 

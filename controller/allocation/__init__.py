@@ -15,10 +15,12 @@ from controller.allocation.allocator import (
     predict_fuse_currents,
 )
 from controller.allocation.model import (
+    COMMANDABLE,
     Allocation,
     BudgetCheck,
     Charger,
     ChargerDecision,
+    Drive,
     Fuse,
     FuseLoad,
     Grid,
@@ -30,10 +32,12 @@ from controller.allocation.model import (
 )
 
 __all__ = [
+    "COMMANDABLE",
     "Allocation",
     "BudgetCheck",
     "Charger",
     "ChargerDecision",
+    "Drive",
     "Fuse",
     "FuseLoad",
     "Grid",

@@ -5,8 +5,11 @@ Pure: no I/O, no clock, no state between calls. The steps, each in its own modul
 1. `compiled`   the snapshot as arrays, checked;
 2. `electrical` base load per fuse line from meters (or configuration), the fail-safe trigger;
 3. `rotation`   which cars charge when the minimums do not all fit;
-4. `waterfill`  the max-min fair shares of the cars that charge;
-5. `smoothing`  deadband and smoothed increases, never at the cost of a fuse line.
+4. `waterfill`  the max-min fair shares of the cars that charge.
+
+How fast the chargers are moved to these shares (deadband, ramps, settling) is controller/pacing.py.
+A charger that is not commandable (`Drive`: offline, failed, lapsed, refused, not driven) is a fixed
+load of what it may draw, on every wired line, and is decided nothing.
 
 Also here: `predict_fuse_currents` (the daemon's and `sitectl check`'s model of what given setpoints do
 to every fuse line) and `check_failsafe_budget` (DESIGN §5: safe currents plus worst-case base load).
@@ -31,11 +34,8 @@ from controller.allocation.electrical import (
 )
 from controller.allocation.model import (
     CHARGER_MAX,
-    DEADBAND,
     DRAWING,
     FAILSAFE,
-    OFFLINE,
-    RAMP,
     RESTART_HOLD,
     ROTATION,
     START_LIMIT,
@@ -49,8 +49,6 @@ from controller.allocation.model import (
     SiteSnapshot,
 )
 from controller.allocation.rotation import Admission, admit, priority_order, rotation_period_s
-from controller.allocation.rows import any3, take_bool
-from controller.allocation.smoothing import HELD_BELOW, HELD_RAMP, Smoothed, smooth
 from controller.allocation.waterfill import FillProblem, FillResult, water_fill
 from drivers.contracts import LINES
 
@@ -111,20 +109,13 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
         )
     )
 
-    def overloaded_cars(sent: FloatArray) -> BoolArray:
-        lines = line_currents(fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor)
-        over = lines > capacity
-        hit = any3(take_bool(over, site.inc_fuse) & take_bool(loads, site.inc_charger))
-        return np.bincount(site.inc_charger[hit], minlength=site.n_chargers) > 0
-
-    smoothed = smooth(fill.current_a, site.previous_a, lo, hi, admitted, policy, overloaded_cars)
-    sent = smoothed.current_a
+    sent = fill.current_a
     predicted = fixed_lines + line_currents(
         fixed + fuse_components(site, coefficients * sent[:, None]), model.phasor
     )
 
-    states, reasons = _explain(site, bounds, unable, barred, held, candidates, admission, fill, smoothed)
-    return _allocation(site, sent, fill.current_a, states, reasons, predicted, None)
+    states, reasons = _explain(site, bounds, unable, barred, held, candidates, admission, fill)
+    return _allocation(site, sent, sent, states, reasons, predicted, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +155,13 @@ def _explain(
     candidates: BoolArray,
     admission: Admission,
     fill: FillResult,
-    smoothed: Smoothed,
 ) -> tuple[list[ChargerState], list[str | None]]:
     fuse_ids = site.fuse_ids
     reasons: list[str | None] = [None] * site.n_chargers
     states: list[ChargerState] = ["idle"] * site.n_chargers
     vehicle_bound = site.vehicle_max_a < site.max_a
     for c in np.flatnonzero(~site.online).tolist():
-        reasons[c] = OFFLINE
+        reasons[c] = site.drives[c]
     for c in np.flatnonzero(unable).tolist():
         states[c], reasons[c] = "paused", VEHICLE_MAX
     for c in np.flatnonzero(barred).tolist():
@@ -185,18 +175,9 @@ def _explain(
     ):
         states[c] = "paused"
         reasons[c] = ROTATION if blocked < 0 else _fuse_reason(fuse_ids, blocked)
-    for c, held, stopped in zip(
-        np.flatnonzero(admitted).tolist(),
-        smoothed.held[admitted].tolist(),
-        fill.stopped_by[admitted].tolist(),
-        strict=True,
-    ):
+    for c, stopped in zip(np.flatnonzero(admitted).tolist(), fill.stopped_by[admitted].tolist(), strict=True):
         states[c] = "charging"
-        if held == HELD_RAMP:
-            reasons[c] = RAMP
-        elif held == HELD_BELOW:
-            reasons[c] = DEADBAND
-        elif stopped >= 0:
+        if stopped >= 0:
             reasons[c] = _fuse_reason(fuse_ids, stopped)
         elif bounds.by_taper[c]:
             reasons[c] = DRAWING
@@ -211,9 +192,9 @@ def predict_fuse_currents(
     """Predicted line currents of every fuse if each charger ran at the given current.
 
     A charger missing from `setpoints_a` runs at its snapshot `setpoint_a` (0 if none); the current is on
-    the car's active lines, all wired lines while unknown. An offline charger counts at its maximum on
-    every wired line whatever is asked of it. Base load as `allocate` sees it, stale meter or not (a
-    line no meter bound counts as at the fuse's rating).
+    the car's active lines, all wired lines while unknown. A charger that is not commandable counts at
+    what it may draw on every wired line whatever is asked of it. Base load as `allocate` sees it,
+    stale meter or not (a line no meter bound counts as at the fuse's rating).
     """
     site = compile_site(snapshot)
     model = line_model(site, naive=naive_it)
@@ -285,17 +266,18 @@ def check_failsafe_budget(
 
 
 def _offline_load(site: CompiledSite, model: LineModel, base: BaseLoad) -> tuple[FloatArray, FloatArray]:
-    """Load that does not move: (components of offline chargers, base plus line amps of offline ones).
+    """Load that does not move: (components of chargers that are not commandable, base plus line
+    amps of those of them on three IT lines).
 
-    A charger that does not answer may still hold its last setpoint or any up to its maximum, with any
-    car: on a pair it is that pair's branch at its maximum; wired to three IT lines it may carry a
-    single-phase car on any pair, so its maximum counts in full on every line, added like base load.
+    Such a charger may draw what its budget says (`fixed_a`: its maximum when nothing bounds it) with
+    any car: on a pair it is that pair's branch; wired to three IT lines it may carry a single-phase
+    car on any pair, so the amount counts in full on every line, added like base load.
     """
     offline = ~site.online
     either = offline & site.it & (POPCOUNT[site.wired] == 3)
     branch = offline & ~either
-    components = np.where(branch[:, None], model.coefficients[site.wired] * site.max_a[:, None], 0.0)
-    lines = np.where(either[:, None], site.max_a[:, None], 0.0) * np.ones((1, 3))
+    components = np.where(branch[:, None], model.coefficients[site.wired] * site.fixed_a[:, None], 0.0)
+    lines = np.where(either[:, None], site.fixed_a[:, None], 0.0) * np.ones((1, 3))
     return fuse_components(site, components), base.line_a + fuse_components(site, lines)
 
 
@@ -309,10 +291,12 @@ def _failsafe(
     )
     states: list[ChargerState] = []
     reasons: list[str | None] = []
-    for online, wants, safe in zip(site.online.tolist(), site.wants.tolist(), sent.tolist(), strict=True):
+    for online, drive, wants, safe in zip(
+        site.online.tolist(), site.drives, site.wants.tolist(), sent.tolist(), strict=True
+    ):
         if not online:
             states.append("idle")
-            reasons.append(OFFLINE)
+            reasons.append(drive)
             continue
         states.append(("charging" if safe > 0 else "paused") if wants else "idle")
         reasons.append(FAILSAFE)

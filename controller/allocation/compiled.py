@@ -61,8 +61,10 @@ class CompiledSite:
     vehicle_max_a: FloatArray  # inf where the car states no maximum
     safe_a: FloatArray
     weight: FloatArray
-    previous_a: FloatArray  # last sent setpoint, 0 where never sent
-    online: BoolArray
+    previous_a: FloatArray  # the setpoint held or heading to, 0 where none
+    online: BoolArray  # commandable: the allocator decides its current
+    fixed_a: FloatArray  # what a charger that is not commandable may draw (its maximum by default)
+    drives: tuple[str, ...]  # each charger's Drive, for the explanation
     wants: BoolArray  # a car is connected and wants energy
     drawing_a: FloatArray  # (n, 3) per grid line, nan where not measured
     charged_for_s: FloatArray  # now - charging_since, nan where unknown
@@ -142,7 +144,10 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
         chargers, "setpoint_a", np.isnan(previous) | ((previous >= 0) & np.isfinite(previous)), "must be >= 0"
     )
     previous = np.nan_to_num(previous, nan=0.0)
-    online = np.array([c.online for c in chargers], dtype=bool)
+    online = np.array([c.commandable for c in chargers], dtype=bool)
+    fixed = _floats([c.may_draw_a for c in chargers])
+    _require(chargers, "may_draw_a", np.isnan(fixed) | ((fixed >= 0) & np.isfinite(fixed)), "must be >= 0")
+    fixed = np.where(np.isnan(fixed), max_a, fixed)
 
     vehicles = [c.vehicle for c in chargers]
     wants = np.array([v is not None and v.connected and v.wants_energy for v in vehicles], dtype=bool)
@@ -213,6 +218,8 @@ def compile_site(snapshot: SiteSnapshot) -> CompiledSite:
         weight=weight,
         previous_a=previous,
         online=online,
+        fixed_a=fixed,
+        drives=tuple(str(c.drive) for c in chargers),
         wants=wants,
         drawing_a=drawing,
         charged_for_s=charged_for,

@@ -9,6 +9,7 @@ Per-line values are tuples in the order L1, L2, L3 with `None` where nothing is 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,8 +33,27 @@ START_LIMIT = "start_limit"
 RESTART_HOLD = "restart_hold"
 FAILSAFE = "failsafe"
 OFFLINE = "offline"
-RAMP = "ramp"
-DEADBAND = "deadband"
+
+
+class Drive(enum.StrEnum):
+    """What is known of a charger's limit, and so what it may be drawing now (docs/snapshot.md).
+
+    Commandable (`COMMANDABLE`): the allocator decides its current, its `setpoint_a` is what it holds
+    or is heading to. Otherwise it is budgeted as a fixed load of `may_draw_a` on every wired line
+    (its maximum when not given) and decided nothing: the dispatcher keeps trying to regain it.
+    """
+
+    ACKNOWLEDGED = "acknowledged"  # the charger confirmed its limit; the lease runs
+    IN_FLIGHT = "in_flight"  # a new limit is on its way (setpoint_a: that limit)
+    UNKNOWN = "unknown"  # (re)connected, nothing confirmed yet: the first limit is at most its safe current
+    FAILED = "failed"  # the last command failed: the higher of the confirmed and the failed limit
+    LAPSED = "lapsed"  # the lease ran out unrefreshed: the higher of the confirmed and its safe current
+    REFUSED = "refused"  # it refuses limits (not provisioned, rejects profiles): up to its maximum
+    OFFLINE = "offline"  # not connected, or silent while it may be charging: up to its maximum
+    NOT_DRIVEN = "not_driven"  # no driver for its protocol: up to its maximum
+
+
+COMMANDABLE = frozenset({Drive.ACKNOWLEDGED, Drive.IN_FLIGHT, Drive.UNKNOWN})
 
 
 def fuse_reason(fuse_id: str, line: Line) -> str:
@@ -92,7 +112,7 @@ class Meter:
     currents_a: LineValues
     age_s: float | None
     # The base load below this fuse as the daemon holds it while the meter's latest list cannot be
-    # matched with the chargers' reports (see controller.site.state); None: computed from currents_a.
+    # matched with the chargers' reports (see controller.site.base_load); None: computed from currents_a.
     base_a: LineValues | None = None
 
 
@@ -122,11 +142,21 @@ class Charger:
     lines: tuple[Line, ...]
     max_a: float
     min_a: float | None = None  # None: the policy's min_current_a
-    setpoint_a: float | None = None  # last sent; None: never sent
+    setpoint_a: float | None = None  # the limit it holds or is heading to; None or 0: not charging
     vehicle: Vehicle | None = None
     safe_current_a: float | None = None  # None: min_a
-    online: bool = True
+    drive: Drive = Drive.ACKNOWLEDGED
+    # What it may be drawing now when it is not commandable (None: its maximum).
+    may_draw_a: float | None = None
     weight: float = 1.0
+
+    @property
+    def commandable(self) -> bool:
+        return self.drive in COMMANDABLE
+
+    @property
+    def online(self) -> bool:
+        return self.drive is not Drive.OFFLINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +172,8 @@ class SiteSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ChargerDecision:
-    """`current_a` is what to send now; `target_a` the fair share before smoothing and deadband."""
+    """`current_a` is the fair share (`target_a` the same, kept for the JSON format); how fast the
+    charger is moved to it is the pacer's (controller/pacing.py)."""
 
     current_a: float
     state: ChargerState

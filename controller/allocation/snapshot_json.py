@@ -19,6 +19,7 @@ from controller.allocation.model import (
     SNAPSHOT_VERSION,
     Allocation,
     Charger,
+    Drive,
     Fuse,
     Grid,
     LineValues,
@@ -102,7 +103,10 @@ class ChargerJson(_Model):
     max_a: float
     setpoint_a: float | None = None
     safe_current_a: float | None = None
+    # `online: false` alone is `drive: "offline"`; `drive` says more and wins.
     online: bool = True
+    drive: Drive | None = None
+    may_draw_a: float | None = None
     weight: float = 1.0
     vehicle: VehicleJson | None = None
 
@@ -222,7 +226,8 @@ def _charger(c: ChargerJson) -> Charger:
         setpoint_a=c.setpoint_a,
         vehicle=vehicle,
         safe_current_a=c.safe_current_a,
-        online=c.online,
+        drive=c.drive if c.drive is not None else (Drive.ACKNOWLEDGED if c.online else Drive.OFFLINE),
+        may_draw_a=c.may_draw_a,
         weight=c.weight,
     )
 
@@ -238,6 +243,8 @@ def _charger_json(c: Charger) -> dict[str, Any]:
         "setpoint_a": c.setpoint_a,
         "safe_current_a": c.safe_current_a,
         "online": c.online,
+        "drive": str(c.drive),
+        "may_draw_a": c.may_draw_a,
         "weight": c.weight,
         "vehicle": None
         if v is None

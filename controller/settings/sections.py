@@ -113,9 +113,9 @@ class PolicySection(Section):
     """How long a dynamic setpoint holds on a charger without a refresh; after that the charger
     falls back to its safe current on its own (this bounds how long a dead daemon matters)."""
 
-    settle_s: Annotated[float, Field(ge=0)] = 10.0
-    """Wait after acknowledged decreases before sending increases. Cars follow within ~5 s; 10 s also
-    lets a full meter list taken after they followed decide the next raise (docs/daemon.md)."""
+    settle_s: Annotated[float, Field(ge=0)] = 5.0
+    """Wait after acknowledged decreases before sending increases: a car follows a new limit within
+    5 s (IEC 61851-1). Increases also go out in waves 10 s apart (docs/daemon.md, pacing)."""
 
     meter_stale_intervals: Annotated[int, Field(ge=1)] = 3
     """A meter silent for this many expected full-list intervals is stale: chargers go to safe current."""

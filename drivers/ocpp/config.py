@@ -96,9 +96,9 @@ class CsmsConfig:
     max_message_bytes: int = 65536
     handshake_timeout_s: float = 10.0
     call_timeout_s: float = 10.0
-    # How long a transaction start or stop may wait for the ledger before the charger is told to
-    # send it again; below the 30 s or so a charger waits for an answer.
-    record_timeout_s: float = 10.0
+    # How long a transaction message may wait for the ledger before the charger is told to send it
+    # again; below the 30 s or so a charger waits for an answer.
+    record_timeout_s: float = 20.0
     lease_s: float = 120.0
     heartbeat_interval_s: int = 300
     boot_retry_interval_s: int = 10

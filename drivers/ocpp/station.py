@@ -92,9 +92,11 @@ class Services:
                 await asyncio.gather(*(self.record(event) for event in events))
         except Exception as exc:
             self.counters.inc(C_RECORD_FAILURES)
-            log.error(
+            # A slow ledger, not lost data: the charger sends the message again (a failing ledger
+            # logs its own errors).
+            log.warning(
                 "ocpp.record_failed",
-                event=type(events[0]).__name__,
+                message_type=type(events[0]).__name__,
                 charger_id=events[0].charger_id,
                 error=repr(exc),
             )

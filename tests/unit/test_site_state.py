@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from controller.allocation import Allocation, Charger, ChargerDecision, SiteSnapshot, Vehicle, base_at_meters
+from controller.allocation import (
+    Allocation,
+    Charger,
+    ChargerDecision,
+    Drive,
+    SiteSnapshot,
+    Vehicle,
+    base_at_meters,
+)
 from controller.allocation.model import ChargerState
+from controller.dispatch import Budget
 from controller.settings import SiteSettings, load_settings
-from controller.site.state import SiteState
+from controller.site.snapshot import SiteState
 from drivers.contracts import (
     ChargerStatus,
     ConnectorState,
@@ -84,10 +94,22 @@ def status(
     )
 
 
+def held(setpoint_a: Callable[[str], float | None]) -> dict[str, Budget]:
+    """The dispatcher's budgets with each charger's limit confirmed at `setpoint_a(id)` (None:
+    nothing confirmed yet)."""
+    out = {}
+    for cid in ("one", "three"):
+        value = setpoint_a(cid)
+        out[cid] = (
+            Budget(Drive.UNKNOWN, None, 32.0) if value is None else Budget(Drive.ACKNOWLEDGED, value, value)
+        )
+    return out
+
+
 def snapshot_charger(
     site: SiteState, charger_id: str, now_s: float = 1.0, setpoint_a: float | None = None
 ) -> Charger:
-    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), lambda _cid: setpoint_a)
+    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), held(lambda _cid: setpoint_a))
     return next(c for c in snap.chargers if c.id == charger_id)
 
 
@@ -186,7 +208,7 @@ def test_meter_line_absent_stays_absent_and_age_is_reported(tmp_path: Path) -> N
             current_l3_a=25.0,
         )
     )
-    snap = site.snapshot(8.0, T0, lambda _cid: None)
+    snap = site.snapshot(8.0, T0, held(lambda _cid: None))
     (meter,) = snap.meters
     assert meter.currents_a == (30.0, None, 25.0)
     assert meter.age_s == pytest.approx(3.0)
@@ -198,7 +220,7 @@ def test_cloud_limits_only_lower_a_fuse(tmp_path: Path) -> None:
     assert site.set_fuse_limit("main", 80.0) == 63.0
     assert site.set_fuse_limit("main", None) == 63.0
     site.set_fuse_limit("c1", 20.0)
-    snap = site.snapshot(0.0, T0, lambda _cid: None)
+    snap = site.snapshot(0.0, T0, held(lambda _cid: None))
     assert {f.id: f.limit_a for f in snap.fuses} == {"main": 63.0, "c1": 20.0}
 
 
@@ -228,7 +250,7 @@ def test_starts_and_pauses_are_the_setpoints_sent_and_are_forgotten_after_an_hou
 
     def at(minutes: float, setpoint_a: float, state: ChargerState, reason: str = "rotation") -> Vehicle:
         now = T0 + timedelta(minutes=minutes)
-        site.snapshot(minutes * 60, now, lambda _cid: setpoint_a)
+        site.snapshot(minutes * 60, now, held(lambda _cid: setpoint_a))
         decide(site, now, reason, three=state)
         charger = snapshot_charger(site, "three", minutes * 60, setpoint_a)
         assert charger.vehicle is not None
@@ -295,7 +317,7 @@ def test_a_restart_after_a_pause_a_fuse_forced_is_not_a_rotation_start(tmp_path:
     site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
     for minute, setpoint_a in ((0, 6.0), (1, 0.0), (3, 6.0), (4, 0.0), (6, 6.0)):
         now = T0 + timedelta(minutes=minute)
-        site.snapshot(minute * 60, now, {"three": setpoint_a, "one": None}.get)
+        site.snapshot(minute * 60, now, held({"three": setpoint_a, "one": None}.get))
         decide(site, now, "fuse:main:L2", three="charging" if setpoint_a else "paused")
     vehicle = snapshot_charger(site, "three", 6 * 60, 6.0).vehicle
     assert vehicle is not None
@@ -323,7 +345,7 @@ def power_only(mono_s: float, power_w: float) -> MeterReading:
 
 
 def held_base(site: SiteState, now_s: float, setpoint_a: float) -> tuple[float | None, ...] | None:
-    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), {"three": setpoint_a, "one": 0.0}.get)
+    snap = site.snapshot(now_s, T0 + timedelta(seconds=now_s), held({"three": setpoint_a, "one": 0.0}.get))
     (meter,) = snap.meters
     return (
         None if meter.base_a is None else tuple(round(v, 1) if v is not None else None for v in meter.base_a)
@@ -392,13 +414,13 @@ def test_a_decrease_the_meter_has_not_seen_yet_is_not_counted_as_base_load(tmp_p
     site = SiteState(settings(tmp_path, "TN"))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 0.0), seen_s=0.0))
     site.ingest_meter(full_list(0.5, 20.0, 36.0, 36.0))
-    site.snapshot(1.0, T0, {"three": 16.0, "one": None}.get)
-    lowered = site.snapshot(2.0, T0, {"three": 6.0, "one": None}.get)
+    site.snapshot(1.0, T0, held({"three": 16.0, "one": None}.get))
+    lowered = site.snapshot(2.0, T0, held({"three": 6.0, "one": None}.get))
     assert base_at_meters(lowered)["main"] == pytest.approx((20.0, 20.0, 20.0))
     # A list taken after the decrease may show the car lower than its (older) report: the car is
     # then taken at no more than its new limit, so the base is not read lower than it is.
     site.ingest_meter(full_list(8.0, 20.0, 26.0, 26.0))
-    answered = site.snapshot(9.0, T0, {"three": 6.0, "one": None}.get)
+    answered = site.snapshot(9.0, T0, held({"three": 6.0, "one": None}.get))
     assert base_at_meters(answered)["main"] == pytest.approx((20.0, 20.0, 20.0))
 
 
@@ -412,16 +434,16 @@ def test_a_car_raised_after_the_meter_list_is_taken_at_what_it_drew_when_the_lis
     site = SiteState(settings(tmp_path, "TN"))
     setpoints = {"three": 6.0, "one": None}
     site.ingest_charger(status("three", ConnectorState.CHARGING, (6.0, 6.0, 0.0), seen_s=0.0))
-    site.snapshot(1.0, T0, setpoints.get)
+    site.snapshot(1.0, T0, held(setpoints.get))
     site.ingest_meter(full_list(9.5, 20.0, 26.0, 26.0))
     setpoints["three"] = 10.0
-    site.snapshot(10.0, T0, setpoints.get)
+    site.snapshot(10.0, T0, held(setpoints.get))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 0.0), seen_s=16.0))
-    reported = site.snapshot(17.0, T0, setpoints.get)
+    reported = site.snapshot(17.0, T0, held(setpoints.get))
     assert base_at_meters_or_held(reported) == pytest.approx((20.0, 20.0, 20.0))
     # The next list sees the car at 10 A: the base is the same 20 A, read directly.
     site.ingest_meter(full_list(19.5, 20.0, 30.0, 30.0))
-    listed = site.snapshot(20.0, T0, setpoints.get)
+    listed = site.snapshot(20.0, T0, held(setpoints.get))
     assert base_at_meters_or_held(listed) == pytest.approx((20.0, 20.0, 20.0))
 
 
@@ -450,14 +472,14 @@ def test_a_base_load_step_stays_visible_after_the_cars_follow_the_decrease_it_ca
     setpoints = {"three": 16.0, "one": None}
     site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=0.0))
     site.ingest_meter(full_list(0.5, 36.0, 36.0, 36.0))
-    site.snapshot(0.6, T0, setpoints.get)
+    site.snapshot(0.6, T0, held(setpoints.get))
     site.ingest_meter(power_frame(1.0, 230.0 * (108 + 40)))
-    stepped = site.snapshot(1.1, T0, setpoints.get)
+    stepped = site.snapshot(1.1, T0, held(setpoints.get))
     assert base_at_meters_or_held(stepped)[0] == pytest.approx(60.0)
     setpoints["three"] = 6.0
-    site.snapshot(2.0, T0, setpoints.get)
+    site.snapshot(2.0, T0, held(setpoints.get))
     site.ingest_meter(power_frame(8.0, 230.0 * (60 + 40 + 18)))
-    followed = site.snapshot(8.1, T0, setpoints.get)
+    followed = site.snapshot(8.1, T0, held(setpoints.get))
     base = base_at_meters_or_held(followed)
     assert base[0] is not None and base[0] >= 60.0
 
@@ -474,12 +496,12 @@ def test_a_charging_car_paused_when_nobody_takes_its_place_is_not_a_rotation_sta
     for minute in (0, 5, 10, 15, 20):
         now = T0 + timedelta(minutes=minute)
         setpoints["three"] = 6.0
-        site.snapshot(minute * 60, now, setpoints.get)
+        site.snapshot(minute * 60, now, held(setpoints.get))
         decide(site, now, "rotation", three="paused", one="charging")  # one was charging already
         setpoints["three"] = 0.0
-        site.snapshot(minute * 60 + 1, now, setpoints.get)
+        site.snapshot(minute * 60 + 1, now, held(setpoints.get))
         decide(site, now, "rotation", three="paused", one="charging")
-    site.snapshot(21 * 60, T0 + timedelta(minutes=21), {"three": 6.0, "one": 6.0}.get)
+    site.snapshot(21 * 60, T0 + timedelta(minutes=21), held({"three": 6.0, "one": 6.0}.get))
     vehicle = snapshot_charger(site, "three", 21 * 60, 6.0).vehicle
     assert vehicle is not None
     assert vehicle.start_times == ()
@@ -491,12 +513,12 @@ def test_a_charging_car_that_yields_to_a_waiting_one_is_a_rotation_start_when_it
     site = SiteState(settings(tmp_path))
     site.ingest_charger(status("three", ConnectorState.CHARGING))
     site.ingest_charger(status("one", ConnectorState.SUSPENDED_EVSE))
-    site.snapshot(0.0, T0, {"three": 6.0, "one": 0.0}.get)
+    site.snapshot(0.0, T0, held({"three": 6.0, "one": 0.0}.get))
     decide(site, T0, "rotation", three="paused", one="charging")  # one, waiting, takes the place
     later = T0 + timedelta(minutes=15)
-    site.snapshot(1.0, T0, {"three": 0.0, "one": 6.0}.get)
+    site.snapshot(1.0, T0, held({"three": 0.0, "one": 6.0}.get))
     decide(site, later, "rotation", three="charging", one="paused")
-    site.snapshot(900.0, later, {"three": 6.0, "one": 0.0}.get)
+    site.snapshot(900.0, later, held({"three": 6.0, "one": 0.0}.get))
     vehicle = snapshot_charger(site, "three", 900.0, 6.0).vehicle
     assert vehicle is not None
     assert vehicle.start_times == (later,)
@@ -511,14 +533,14 @@ def test_a_decrease_the_meter_already_shows_is_not_counted_again(tmp_path: Path)
     setpoints = {"three": 16.0, "one": None}
     site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=0.0))
     site.ingest_meter(full_list(0.5, 36.0, 36.0, 36.0))
-    site.snapshot(0.6, T0, setpoints.get)
+    site.snapshot(0.6, T0, held(setpoints.get))
     setpoints["three"] = 6.0
-    site.snapshot(5.0, T0, setpoints.get)
+    site.snapshot(5.0, T0, held(setpoints.get))
     site.ingest_meter(full_list(8.0, 26.0, 26.0, 26.0))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (6.0, 6.0, 6.0), seen_s=9.0))
-    site.snapshot(9.5, T0, setpoints.get)
+    site.snapshot(9.5, T0, held(setpoints.get))
     site.ingest_meter(power_frame(20.0, 230.0 * 78))
-    later = site.snapshot(20.1, T0, setpoints.get)
+    later = site.snapshot(20.1, T0, held(setpoints.get))
     assert base_at_meters_or_held(later) == pytest.approx((20.0, 20.0, 20.0))
 
 
@@ -529,23 +551,23 @@ def test_a_car_paused_right_after_it_was_started_keeps_its_place_in_the_queue(tm
     site = SiteState(settings(tmp_path))
     site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE))
     setpoints: dict[str, float | None] = {"three": 0.0, "one": None}
-    site.snapshot(0.0, T0, setpoints.get)
+    site.snapshot(0.0, T0, held(setpoints.get))
     decide(site, T0, "rotation", three="paused")
     turn = T0 + timedelta(minutes=10)
     setpoints["three"] = 6.0
-    site.snapshot(600.0, turn, setpoints.get)
+    site.snapshot(600.0, turn, held(setpoints.get))
     setpoints["three"] = 0.0
-    site.snapshot(605.0, turn + timedelta(seconds=5), setpoints.get)
+    site.snapshot(605.0, turn + timedelta(seconds=5), held(setpoints.get))
     decide(site, turn + timedelta(seconds=5), "rotation", three="paused")
     vehicle = snapshot_charger(site, "three", 606.0, 0.0).vehicle
     assert vehicle is not None
     assert vehicle.waiting_since == T0
     # A car that had its turn queues again from when it was paused.
     setpoints["three"] = 6.0
-    site.snapshot(700.0, T0 + timedelta(seconds=700), setpoints.get)
+    site.snapshot(700.0, T0 + timedelta(seconds=700), held(setpoints.get))
     setpoints["three"] = 0.0
     paused = T0 + timedelta(seconds=1000)
-    site.snapshot(1000.0, paused, setpoints.get)
+    site.snapshot(1000.0, paused, held(setpoints.get))
     vehicle = snapshot_charger(site, "three", 1001.0, 0.0).vehicle
     assert vehicle is not None
     assert vehicle.waiting_since == paused
@@ -562,13 +584,73 @@ def test_a_report_older_than_the_last_changes_is_capped_by_the_setpoints_around_
     site = SiteState(settings(tmp_path, "TN"))
     setpoints = {"three": 10.0, "one": None}
     site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
-    site.snapshot(0.5, T0, setpoints.get)
+    site.snapshot(0.5, T0, held(setpoints.get))
     setpoints["three"] = 6.0
-    site.snapshot(20.0, T0, setpoints.get)
+    site.snapshot(20.0, T0, held(setpoints.get))
     setpoints["three"] = 0.0
-    site.snapshot(28.0, T0, setpoints.get)
+    site.snapshot(28.0, T0, held(setpoints.get))
     site.ingest_charger(status("three", ConnectorState.SUSPENDED_EVSE, (10.0, 10.0, 10.0), seen_s=29.0))
     site.ingest_meter(full_list(30.0, 26.0, 26.0, 26.0))
-    listed = site.snapshot(30.5, T0, setpoints.get)
+    listed = site.snapshot(30.5, T0, held(setpoints.get))
     base = base_at_meters_or_held(listed)
     assert all(b is not None and b >= 20.0 for b in base), base
+
+
+def test_each_charger_is_budgeted_by_what_is_known_of_its_limit(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "IT"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    site.ingest_charger(status("one", ConnectorState.CHARGING, (10.0, None, None), seen_s=0.0, online=False))
+    budgets = {"three": Budget(Drive.LAPSED, 0.0, 6.0), "one": Budget(Drive.ACKNOWLEDGED, 10.0, 10.0)}
+    snap = site.snapshot(1.0, T0, budgets)
+    by_id = {c.id: c for c in snap.chargers}
+    assert (by_id["three"].drive, by_id["three"].may_draw_a) == (Drive.LAPSED, 6.0)
+    assert (by_id["one"].drive, by_id["one"].may_draw_a) == (Drive.OFFLINE, 32.0)
+    # A charger the dispatcher does not drive (no driver for its protocol) is budgeted at its
+    # maximum and never crashes the snapshot.
+    snap = site.snapshot(2.0, T0, {"three": Budget(Drive.ACKNOWLEDGED, 6.0, 6.0)})
+    by_id = {c.id: c for c in snap.chargers}
+    assert (by_id["one"].drive, by_id["one"].may_draw_a) == (Drive.NOT_DRIVEN, 32.0)
+
+
+def test_a_raise_of_a_car_whose_lines_are_unknown_explains_the_least_power(tmp_path: Path) -> None:
+    # IT: a three-phase charger whose car is not known to use all three lines (it reported one
+    # terminal). Raised from 10 to 16 A, it may be a single-phase car adding 6 A x 230 V, not
+    # 6 A x 398 V: a power rise beyond that is base load and counts on every line.
+    site = SiteState(settings(tmp_path, "IT"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 0.0, 0.0), seen_s=0.0))
+    site.ingest_meter(full_list_w(0.0, (30.0, 30.0, 30.0), 10_000.0))
+    site.snapshot(0.5, T0, held({"three": 10.0, "one": 0.0}.get))
+    site.snapshot(1.0, T0, held({"three": 16.0, "one": 0.0}.get))
+    site.ingest_meter(power_only(2.0, 10_000.0 + 6 * 230.0 * 3**0.5))
+    snap = site.snapshot(2.5, T0, held({"three": 16.0, "one": 0.0}.get))
+    (meter,) = snap.meters
+    unexplained_a = 6 * (3**0.5 - 1)  # the three-phase part of the rise the raise cannot be sure of
+    assert meter.currents_a == pytest.approx((30.0 + unexplained_a,) * 3, abs=0.01)
+    # A cut counts the most: lowered back to 10 A, its fall explains all of 6 A x 398 V.
+    site.snapshot(8.0, T0, held({"three": 10.0, "one": 0.0}.get))
+    estimator = site.base_load
+    assert estimator is not None
+    # Between a reading at 7 s (the car at 16 A for the response time before it) and 20 s.
+    assert estimator.explained_change_w(7.0, 20.0) == pytest.approx(-6 * 230.0 * 3**0.5)
+
+
+def test_a_three_wire_meter_without_il2_gets_it_from_its_own_measurements(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "IT"))
+    # Landis+Gyr on IT: IL2 and UL2 sent as 0. A balanced resistive 30 A per line.
+    reading = MeterReading(
+        MeterVendor.LANDIS_GYR,
+        MeterList.FULL,
+        ReceiveTime(0.0, T0),
+        active_power_import_w=230.0 * 30.0 * 3**0.5,
+        reactive_power_import_var=0.0,
+        current_l1_a=30.0,
+        current_l2_a=0.0,
+        current_l3_a=30.0,
+        voltage_l1_v=230.0,
+        voltage_l2_v=0.0,
+        voltage_l3_v=230.0,
+    )
+    site.ingest_meter(reading)
+    (meter,) = site.snapshot(1.0, T0, held(lambda _cid: 0.0)).meters
+    l2 = meter.currents_a[1]
+    assert l2 is not None and 30.0 <= l2 <= 35.0  # not the 60 A Kirchhoff bound, nor unknown

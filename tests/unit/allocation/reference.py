@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from controller.allocation.model import Charger, Fuse, Grid, Meter, Policy, SiteSnapshot, Vehicle
+from controller.allocation.model import Charger, Drive, Fuse, Grid, Meter, Policy, SiteSnapshot, Vehicle
 from drivers.contracts import LINES, Line
 
 # Branch phasors at unity power factor follow their line-to-line voltages: V12 at 30°, V23 at -90°,
@@ -24,6 +24,11 @@ _PAIR = {frozenset((0, 1)): (0, 1), frozenset((1, 2)): (1, 2), frozenset((0, 2))
 NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 
 Branches = dict[tuple[int, int], float]
+
+
+def fixed_a(c: Charger) -> float:
+    """What a charger that is not commandable is budgeted at."""
+    return c.max_a if c.may_draw_a is None else c.may_draw_a
 
 
 def lines_of(names: tuple[Line, ...]) -> tuple[int, ...]:
@@ -102,10 +107,10 @@ class Reference:
         wired to three IT lines in `offline_lines`, as any car may be there)."""
         loads = {fid: Load.empty() for fid in self.fuses}
         for c in self.snapshot.chargers:
-            if not c.online:
+            if not c.commandable:
                 if self.it and len(c.lines) == 3:
                     continue
-                lines, amps = lines_of(c.lines), c.max_a
+                lines, amps = lines_of(c.lines), fixed_a(c)
             else:
                 lines, amps = self.effective_lines(c), currents.get(c.id, 0.0)
             if amps == 0:
@@ -121,9 +126,9 @@ class Reference:
     def _fixed_lines(self) -> dict[str, list[float]]:
         extra = dict.fromkeys(self.fuses, 0.0)
         for c in self.snapshot.chargers:
-            if not c.online and self.it and len(c.lines) == 3:
+            if not c.commandable and self.it and len(c.lines) == 3:
                 for fid in self.path(c.fuse):
-                    extra[fid] += c.max_a
+                    extra[fid] += fixed_a(c)
         return {fid: [b + extra[fid] for b in self.base[fid]] for fid in self.fuses}
 
     def predicted(self, currents: dict[str, float]) -> dict[str, list[float]]:
@@ -140,7 +145,7 @@ class Reference:
     def _measured_ev(self) -> dict[str, list[float]]:
         loads = {fid: Load.empty() for fid in self.fuses}
         for c in self.snapshot.chargers:
-            if not c.online or c.vehicle is None:
+            if not c.commandable or c.vehicle is None:
                 continue
             lines = self.effective_lines(c)
             drawing = [0.0 if d is None else d for d in c.vehicle.drawing_a]
@@ -287,7 +292,14 @@ def _random_charger(rng: np.random.Generator, i: int, n_fuses: int, it: bool) ->
     lines: tuple[Line, ...] = tuple(LINES[j] for j in rng.permutation(3)[:size])
     max_a = float(rng.choice([10.0, 16.0, 20.0, 32.0]))
     min_a = None if rng.random() < 0.7 else float(rng.choice([6.0, 7.0, 8.0]))
-    online = rng.random() > 0.02
+    roll = rng.random()
+    drive = Drive.ACKNOWLEDGED
+    may_draw_a: float | None = None
+    if roll < 0.02:
+        drive = Drive.OFFLINE
+    elif roll < 0.04:
+        drive = (Drive.FAILED, Drive.LAPSED, Drive.REFUSED, Drive.NOT_DRIVEN)[int(rng.integers(0, 4))]
+        may_draw_a = None if rng.random() < 0.3 else round(float(rng.uniform(0.0, max_a)), 1)
     weight = 1.0 if rng.random() < 0.8 else round(float(rng.uniform(0.5, 3.0)), 2)
     setpoint: float | None = None
     vehicle = None
@@ -328,6 +340,7 @@ def _random_charger(rng: np.random.Generator, i: int, n_fuses: int, it: bool) ->
         min_a=min_a,
         setpoint_a=setpoint,
         vehicle=vehicle,
-        online=online,
+        drive=drive,
+        may_draw_a=may_draw_a,
         weight=weight,
     )

@@ -13,7 +13,7 @@ import pytest
 from controller.allocation import allocate, predict_fuse_currents
 from controller.allocation.compiled import compile_site
 from controller.allocation.electrical import base_load, line_currents
-from controller.allocation.model import Charger, Fuse, Grid, Meter, Policy, SiteSnapshot, Vehicle
+from controller.allocation.model import Charger, Drive, Fuse, Grid, Meter, Policy, SiteSnapshot, Vehicle
 from drivers.contracts import Line
 from tests.unit.allocation.reference import NOW
 
@@ -76,7 +76,7 @@ def test_it_ev_estimate_errs_low_so_the_base_errs_high() -> None:
 
 def test_tn_base_subtracts_what_the_chargers_measure_and_never_goes_below_zero() -> None:
     car = Charger("a", "main", THREE, 32.0, setpoint_a=16.0, vehicle=Vehicle(drawing_a=(16.0, 10.0, 16.0)))
-    offline = replace(car, id="b", online=False)
+    offline = replace(car, id="b", drive=Drive.OFFLINE)
     snapshot = _site(
         "TN", (Fuse("main", 100.0),), (Meter("main", (40.0, 8.0, 20.0), age_s=1.0),), car, offline
     )
@@ -101,7 +101,7 @@ def test_an_unusable_meter_puts_every_charger_on_its_safe_current(
     chargers = (
         Charger("a", "main", THREE, 32.0, setpoint_a=20.0, vehicle=Vehicle()),
         Charger("b", "main", THREE, 32.0, safe_current_a=0.0, vehicle=Vehicle()),
-        Charger("c", "main", THREE, 16.0, online=False),
+        Charger("c", "main", THREE, 16.0, drive=Drive.OFFLINE),
     )
     snapshot = _site(grid, (Fuse("main", 100.0),), (Meter("main", currents, age_s=age_s),), *chargers)
     allocation = allocate(snapshot)
@@ -131,7 +131,7 @@ def test_predicted_currents_for_given_setpoints() -> None:
     chargers = (
         Charger("pair", "c1", ("L1", "L2"), 32.0, setpoint_a=10.0, vehicle=Vehicle()),
         Charger("three", "c1", THREE, 32.0, setpoint_a=5.0, vehicle=Vehicle()),
-        Charger("off", "main", ("L2", "L3"), 16.0, online=False),
+        Charger("off", "main", ("L2", "L3"), 16.0, drive=Drive.OFFLINE),
     )
     snapshot = _site("IT", fuses, (Meter("main", (5.0, 6.0, 7.0), age_s=1.0),), *chargers)
     predicted = predict_fuse_currents(snapshot, {"pair": 12.0})

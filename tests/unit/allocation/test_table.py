@@ -1,5 +1,7 @@
 """Table tests: each tests/data/allocation/*.json holds a snapshot and the allocation worked out by
-hand (the derivation is in its `description`), compared through the JSON edge `sitectl balance` uses."""
+hand (the derivation is in its `description`), compared through the JSON edge `sitectl balance` uses;
+where it has `paced`, also what the pacer commands first (every gate open, setpoints as in the
+snapshot)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from controller.allocation import allocate
 from controller.allocation.snapshot_json import allocation_to_json, snapshot_from_json
+from controller.pacing import DispatchState, Pacer
 from tests.support import REPO_ROOT
 
 CASES = sorted((REPO_ROOT / "tests" / "data" / "allocation").glob("*.json"))
@@ -25,7 +28,9 @@ def test_there_are_table_cases() -> None:
 def test_allocation_matches_the_hand_worked_case(path: Path) -> None:
     case: dict[str, Any] = json.loads(path.read_text())
     expected = case["expected"]
-    got = allocation_to_json(allocate(snapshot_from_json(case["snapshot"])))
+    snapshot = snapshot_from_json(case["snapshot"])
+    allocation = allocate(snapshot)
+    got = allocation_to_json(allocation)
 
     if "failsafe" in expected:
         assert got["failsafe"] == expected["failsafe"]
@@ -43,3 +48,17 @@ def test_allocation_matches_the_hand_worked_case(path: Path) -> None:
         predicted = got["fuses"][fid]["predicted_a"]
         for line, value in lines.items():
             assert predicted[line] == pytest.approx(value, abs=TOLERANCE_A), f"{fid} {line}"
+
+    paced_expected = case.get("paced")
+    if paced_expected is None:
+        return
+    paced = Pacer().pace(
+        snapshot,
+        allocation,
+        {c.id: c.setpoint_a for c in snapshot.chargers},
+        now_mono=1e6,
+        dispatch=DispatchState(),
+    )
+    for cid, want in paced_expected.items():
+        assert paced[cid].current_a == pytest.approx(want["current_a"], abs=TOLERANCE_A), cid
+        assert paced[cid].reason == want["paced_by"], cid
