@@ -102,6 +102,10 @@ class CsmsConfig:
     lease_s: float = 120.0
     heartbeat_interval_s: int = 300
     boot_retry_interval_s: int = 10
+    # A charger that reconnects and sends no BootNotification within this long (it only lost its
+    # link) is provisioned anyway; until then it cannot be commanded, so this is part of how long a
+    # restarted daemon takes to regain its chargers. A booting charger sends its boot at once.
+    provision_unbooted_after_s: float = 3.0
     meter_value_sample_interval_s: int = 10
     clock_aligned_data_interval_s: int = 900
     ping_interval_s: float | None = 30.0

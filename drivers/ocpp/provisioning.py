@@ -26,7 +26,7 @@ ALIGNED_MEASURANDS = "Energy.Active.Import.Register"
 
 async def provision_unless_booted(station: Station) -> None:
     # A 1.6 charger that only lost its connection does not boot again; provision it anyway.
-    await station.services.clock.sleep(station.services.config.boot_retry_interval_s)
+    await station.services.clock.sleep(station.services.config.provision_unbooted_after_s)
     start_provisioning(station)
 
 
