@@ -90,8 +90,24 @@ def allocate(snapshot: SiteSnapshot, *, naive_it: bool = False) -> Allocation:
     candidates = pool & ~barred & ~held
     period_s = rotation_period_s(policy, int(pool.sum()), int((pool & charging_now).sum()))
     order = priority_order(site, candidates, charging_now, period_s)
-    admission = admit(site, order, lo, coefficients, loads, capacity + ADMIT_TOLERANCE_A, fixed, model.phasor)
+    # A car in its restart hold comes last, and only if its minimum fits with `restart_margin_a` to
+    # spare: readings that wobble by less cannot pause it again, and a car paused by an estimate the
+    # next list disproves (a power frame's rise counts on every line) need not wait out the hold.
+    held_order = np.flatnonzero(held)
+    held_order = held_order[np.argsort(-np.nan_to_num(site.paused_for_s[held_order], nan=0.0), kind="stable")]
+    lo_admit = np.where(held, lo + policy.restart_margin_a, lo)
+    admission = admit(
+        site,
+        np.concatenate((order, held_order)),
+        lo_admit,
+        coefficients,
+        loads,
+        capacity + ADMIT_TOLERANCE_A,
+        fixed,
+        model.phasor,
+    )
     admitted = admission.admitted
+    held &= ~admitted
 
     fill = water_fill(
         FillProblem(

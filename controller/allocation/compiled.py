@@ -358,6 +358,7 @@ def _check_policy(policy: Policy) -> None:
         ("max_starts_per_hour", policy.max_starts_per_hour >= 1, "must be >= 1"),
         ("meter_stale_after_s", policy.meter_stale_after_s > 0, "must be > 0"),
         ("restart_hold_s", policy.restart_hold_s >= 0, "must be >= 0"),
+        ("restart_margin_a", policy.restart_margin_a >= 0, "must be >= 0"),
     ]
     for name, ok, message in checks:
         value = getattr(policy, name)

@@ -93,6 +93,8 @@ class Policy:
     # A car the controller paused (`paused_at`) is not started again for this long: readings wobbling
     # around a fuse line's limit would otherwise start and pause it every few seconds.
     restart_hold_s: float = 30.0
+    # ... unless its minimum fits with this much to spare on every line it loads.
+    restart_margin_a: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)

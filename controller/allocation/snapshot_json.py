@@ -66,6 +66,7 @@ class PolicyJson(_Model):
     max_starts_per_hour: int = 4
     meter_stale_after_s: float = 30.0
     restart_hold_s: float = 30.0
+    restart_margin_a: float = 3.0
 
 
 class FuseJson(_Model):
