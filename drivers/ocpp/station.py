@@ -162,6 +162,11 @@ class Station:
         for connector in self.connectors.values():
             connector.last_seen = now
             connector.applied_limit_a = None  # unknown until we set one on this connection
+            # What the car drew before the link went (a reboot, a long outage) is not what it draws
+            # now: unknown until the charger reports on this connection. A stale reading would be
+            # subtracted from the meter as a car's current, and the base load read that much low.
+            connector.currents_a = (None, None, None)
+            connector.power_w = None
             self.emit_status(connector)
         spawn(provisioning.provision_unless_booted(self), f"ocpp-boot-wait-{self.identity}")
 

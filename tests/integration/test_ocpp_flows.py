@@ -138,6 +138,29 @@ async def test_v16_transaction_flow_and_idempotent_replays() -> None:
             assert second.transaction_id != first.transaction_id
 
 
+async def test_a_reconnected_charger_reports_no_currents_until_it_measures_again() -> None:
+    async with running_csms([charge_point("CP1")]) as h:
+        async with connected(h.url, "CP1") as cp:
+            await cp.boot_until_accepted()
+            await cp.call(call16.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await cp.call(
+                call16.MeterValues(connector_id=1, meter_value=sample_values_16(1500, (6.2, 6.2, 6.2)))
+            )
+            assert latest_status(h, "CP1-1").measured_current_a == (6.2, 6.2, 6.2)
+        await eventually(lambda: not latest_status(h, "CP1-1").online)
+        # Back (say after a reboot) with the car no longer drawing: the old 6.2 A must not stand
+        # for it, or the site reads the base load 6.2 A low on every line.
+        async with connected(h.url, "CP1") as cp:
+            await eventually(lambda: latest_status(h, "CP1-1").online)
+            status = latest_status(h, "CP1-1")
+            assert status.measured_current_a == (None, None, None)
+            assert status.energy_register_wh == 1500  # a register stays: it is read, not a rate
+            await cp.call(
+                call16.MeterValues(connector_id=1, meter_value=sample_values_16(1510, (0.0, 0.0, 0.0)))
+            )
+            assert latest_status(h, "CP1-1").measured_current_a == (0.0, 0.0, 0.0)
+
+
 async def test_v16_commands_reach_the_charger() -> None:
     async with running_csms([charge_point("CP1")]) as h, connected(h.url, "CP1") as cp:
         await cp.boot_until_accepted()
