@@ -25,13 +25,18 @@ from dataclasses import dataclass, replace
 from controller.allocation import Grid, Meter, SiteSnapshot, base_at_meters
 from controller.site.meter import MeterTracker
 from controller.site.three_wire import AronInputs, ThreeWireEstimator, ev_phasors
-from controller.site.tracks import CAR_RESPONSE_S, ChargerTrack, capped, least_drawn_a, triple
+from controller.site.tracks import (
+    CAR_RESPONSE_S,
+    LIST_LAG_S,
+    ChargerTrack,
+    Shown,
+    capped,
+    least_drawn_a,
+    triple,
+)
 from drivers.contracts import MeterReading
 
 HOLD_LIMIT_S = 30.0
-# A car raised this long before a meter list may not show in it yet: it follows within 5 s of the
-# charger applying its new limit (IEC 61851-1), and the charger takes a second or two to apply it.
-LIST_LAG_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class BaseLoadEstimator:
         self._three_wire = ThreeWireEstimator() if grid.type == "IT" else None
         self._consistent: _Consistent | None = None
         self._held_base: tuple[float, float, float] | None = None
+        self._shown_cache: dict[float, dict[str, Shown]] = {}
         self.held_cycles = 0
         self.readings = 0
         # True while the last snapshot held the base load: its allocation may lower setpoints (the
@@ -156,11 +162,11 @@ class BaseLoadEstimator:
         """The base load as of the meter's last full list, when a car's report may be newer than it.
 
         The list's currents are what the meter saw when it was taken; a charger's report is not
-        taken with it. One that came after it may show a car raised since; one that came long
-        before may show a current the car has left since. Against the list, each car is taken at no
-        more than the lowest setpoint in force in the LIST_LAG_S before it - a car draws no more
-        than its limit once it has followed, and the lower value is the one that leaves less
-        headroom. None when no car needs it (the allocator's own reading is the same) or when the
+        taken with it. One that came after it may show a car raised or cut since; one that came
+        long before may show a current the car has left since. Against the list each car is taken
+        at its report (`reported_at_list`) but no more than `against_list_a`: the lowest setpoint
+        of the LIST_LAG_S before it, with what the list's own power shows of the changes made then
+        (`_shown`). None when no car needs it (the allocator's own reading is the same) or when the
         list is unusable (the allocator then falls back to safe currents, and a base given here
         would hide that).
         """
@@ -170,13 +176,14 @@ class BaseLoadEstimator:
             return None
         chargers = []
         capped_any = False
+        shown = self._shown(list_mono)
         for charger in snapshot.chargers:
             track = self._tracks.get(charger.id)
             vehicle = charger.vehicle
             if track is not None and vehicle is not None and track.setpoint_seen is not None:
-                floor_a = track.floor_a(list_mono - LIST_LAG_S, list_mono)
-                if floor_a is not None:
-                    drawing = capped(vehicle.drawing_a, floor_a)
+                taken_a = track.against_list_a(list_mono, shown.get(charger.id, Shown()))
+                if taken_a is not None:
+                    drawing = capped(track.reported_at_list(list_mono, self._grid.type), taken_a)
                     if drawing != vehicle.drawing_a:
                         charger = replace(charger, vehicle=replace(vehicle, drawing_a=drawing))
                         capped_any = True
@@ -185,30 +192,100 @@ class BaseLoadEstimator:
             return None
         return base_at_meters(replace(snapshot, chargers=tuple(chargers)))[self._fuse]
 
+    def _shown(self, list_mono: float) -> dict[str, Shown]:
+        """`_read_shown`, worked out once per list: the changes it is read against are all older
+        than the list, and its reading must not move as later reports arrive."""
+        cached = self._shown_cache.get(list_mono)
+        if cached is None:
+            cached = self._read_shown(list_mono)
+            self._shown_cache = {mono: v for mono, v in self._shown_cache.items() if mono > list_mono - 60.0}
+            self._shown_cache[list_mono] = cached
+        return cached
+
+    def _read_shown(self, list_mono: float) -> dict[str, Shown]:
+        """How much of each car's setpoint changes of the seconds before a list the list shows, from
+        the meter's own total power: its change since the last reading before the first of them.
+
+        Read against a list, a car raised in the LIST_LAG_S before it is taken at its old value and
+        one cut in the CAR_RESPONSE_S before it at its new one: either may or may not show yet, and
+        these are the higher base loads. Taken so, three cars paused for a base-load step read as
+        some 18 A more base load on a line and paused three more; three cars started read as base
+        load and paused others. The power tells: of a raise, a car shows at least what the power
+        rose by beyond every other raise (each counted at the most power it can make, and from up
+        to LIST_LAG_S before the first change, as it may still be showing); of a cut, at most the
+        fall those raises leave room for (each cut at the least power it can make). A base-load
+        rise within those seconds can hide behind a change until the next list, at most the change.
+        """
+        volts = self._grid.nominal_voltage_v
+        grid = self._grid.type
+        window = {
+            cid: track.changes(list_mono - LIST_LAG_S, list_mono)
+            for cid, track in self._tracks.items()
+            if track.has_car
+        }
+        first = min((when for changes in window.values() for when, _, _ in changes), default=None)
+        # The power of that list itself, also when a newer list has come since (a held base is read
+        # against the last consistent one).
+        list_w = self._meter.power_before_w(list_mono, inclusive=True)
+        before_w = None if first is None else self._meter.power_before_w(first)
+        if first is None or list_w is None or before_w is None:
+            return {}
+        raise_w: dict[str, float] = {}
+        cut_w: dict[str, float] = {}
+        for cid, track in self._tracks.items():
+            if cid not in window:
+                continue
+            most = track.watts_per_amp(grid, volts, least=False)
+            raise_w[cid] = most * sum(
+                max(0.0, to - was) for _, was, to in track.changes(first - LIST_LAG_S, list_mono)
+            )
+            drawn_a = least_drawn_a(track.active_lines or tuple(track.config.lines), track.drawing(grid))
+            fall_a = sum(
+                max(0.0, min(was, drawn_a or 0.0) - to)
+                for when, was, to in window[cid]
+                if when > list_mono - CAR_RESPONSE_S
+            )
+            cut_w[cid] = fall_a * track.watts_per_amp(grid, volts, least=True)
+        rise_w = list_w - before_w
+        raises_w = sum(raise_w.values())
+        room_w = max(0.0, raises_w - rise_w)  # the most the cuts can have taken off
+        out = {}
+        for cid in window:
+            own_w = raise_w[cid]
+            raise_share = min(1.0, max(0.0, (rise_w - (raises_w - own_w)) / own_w)) if own_w > 0 else 0.0
+            cut_share = min(1.0, room_w / cut_w[cid]) if cut_w[cid] > 0 else 1.0
+            out[cid] = Shown(raise_share, cut_share)
+        return out
+
     def explained_change_w(
         self, seen_mono: float, now_mono: float, *, unreported_in_full: bool = False
     ) -> float:
         """How much the setpoints changed the cars' power between a reading taken at `seen_mono`
         and now: what a change of the meter's total power since that reading owes to the controller.
 
-        Only cars their chargers report charging count (one that does not take its start reports
-        SuspendedEV at once). At the reading each car is taken at the lowest setpoint of the
-        response time before it, as the base load read from that list takes it (`_aligned_base`);
-        now at the highest of the response time before now: a raise counts at once, a decrease only
-        once the cars have had the time to follow it. Without the decreases, a base-load step that
-        made the daemon lower the cars was netted against their fall and hidden until the next full
-        list. A raise is worth the least power a car can make of it, a cut the most; with
-        `unreported_in_full`, the raise of a car not reported since (the hold) what its wired lines
-        allow.
+        A raise counts only for a car its charger reports charging (one that does not take its start
+        reports SuspendedEV at once); a cut for any car plugged in (a paused car reports
+        SuspendedEVSE: its fall is the controller's all the same). At a list each car is taken at the
+        value the list is read with (`_aligned_base`); now at the highest setpoint of the response
+        time before now: a raise counts at once, a decrease once the cars have had the time to
+        follow it. Without the decreases, a base-load step that made the daemon lower the cars was
+        netted against their fall and hidden until the next full list. A raise is worth the least
+        power a car can make of it, a cut the most; with `unreported_in_full`, the raise of a car
+        not reported since (the hold) what its wired lines allow.
         """
         volts = self._grid.nominal_voltage_v
         total_w = 0.0
-        for track in self._tracks.values():
-            if not track.charging:
+        shown = self._shown(seen_mono)
+        for cid, track in self._tracks.items():
+            if not track.has_car:
                 continue
-            before_a, _ = track.span_a(seen_mono - CAR_RESPONSE_S, seen_mono)
+            before_a = track.against_list_a(seen_mono, shown.get(cid, Shown()))
+            if before_a is None:  # no setpoint known before the reading: the first one stands for it
+                before_a, _ = track.span_a(seen_mono - CAR_RESPONSE_S, seen_mono)
             _, now_a = track.span_a(now_mono - CAR_RESPONSE_S, now_mono)
             change_a = now_a - before_a
+            if change_a > 0 and not track.charging:
+                continue
             if change_a:
                 least = change_a > 0 and not (unreported_in_full and track.unreported_rise(now_mono))
                 total_w += change_a * track.watts_per_amp(self._grid.type, volts, least=least)

@@ -15,11 +15,15 @@ controller lower them stays visible instead of being netted against it.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from drivers.contracts import LINES, Line, MeterList, MeterReading
 
 LineValues = tuple[float | None, float | None, float | None]
+# How far back the total power is remembered: a list is read against the cars' cuts of the
+# seconds before it (site/base_load.py).
+POWER_MEMORY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class MeterTracker:
         self._latest_power_w: float | None = None
         self._latest_mono: float | None = None
         self._derived_l2_a: float | None = None
+        self._powers: deque[tuple[float, float]] = deque()  # (received, net power)
         self.readings = 0
 
     def ingest(self, reading: MeterReading, derived_l2_a: float | None = None) -> None:
@@ -51,6 +56,9 @@ class MeterTracker:
         self._latest_mono = reading.received.monotonic_s
         if power_w is not None:
             self._latest_power_w = power_w
+            self._powers.append((self._latest_mono, power_w))
+            while self._powers and self._powers[0][0] < self._latest_mono - POWER_MEMORY_S:
+                self._powers.popleft()
         if reading.list_type is not MeterList.POWER_ONLY and any(
             reading.current_a(line) is not None for line in LINES
         ):
@@ -66,6 +74,16 @@ class MeterTracker:
     @property
     def latest_power_w(self) -> float | None:
         return self._latest_power_w
+
+    def power_before_w(self, mono: float, *, inclusive: bool = False) -> float | None:
+        """The net power of the last reading received before `mono` (or at it, `inclusive`; None:
+        none remembered)."""
+        before = [
+            power_w
+            for received, power_w in self._powers
+            if received < mono or (inclusive and received == mono)
+        ]
+        return before[-1] if before else None
 
     @property
     def full_power_w(self) -> float | None:

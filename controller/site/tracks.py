@@ -20,6 +20,9 @@ ACTIVE_LINE_THRESHOLD_A = 1.0
 # A car follows a new limit within 5 s (IEC 61851-1); a charger reports its currents every ~10 s.
 # In between, the meter already sees the new current while the charger's report does not.
 CAR_RESPONSE_S = 5.0
+# A car raised this long before a meter list may not show in it yet: it follows within 5 s of the
+# charger applying its new limit (IEC 61851-1), and the charger takes a second or two to apply it.
+LIST_LAG_S = 8.0
 FOLLOW_WINDOW_S = 20.0
 SETPOINT_MEMORY_S = 60.0
 SQRT3 = math.sqrt(3.0)
@@ -40,6 +43,15 @@ LineValues = tuple[float | None, float | None, float | None]
 _V = TypeVar("_V")
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """How much of a car's setpoint changes of the seconds before a meter list that list shows
+    (site/base_load.py): by default none of a raise and all of a cut, the higher base load."""
+
+    raise_share: float = 0.0
+    cut_share: float = 1.0
+
+
 @dataclass(slots=True)
 class ChargerTrack:
     config: ChargerSection
@@ -49,6 +61,8 @@ class ChargerTrack:
     setpoint_seen: float | None = None
     setpoint_before: float | None = None  # the value before the latest change
     setpoint_changed_mono: float | None = None
+    # The charger's reported currents when the setpoint last changed: what the car drew before it.
+    measured_before_change: LineValues | None = None
     # (since, value) of the setpoints held over the last SETPOINT_MEMORY_S, and the one before.
     setpoints: deque[tuple[float, float | None]] = field(default_factory=deque)
 
@@ -73,6 +87,7 @@ class ChargerTrack:
         self.setpoint_before = self.setpoint_seen
         self.setpoint_seen = value
         self.setpoint_changed_mono = now_mono
+        self.measured_before_change = None if self.status is None else self.status.measured_current_a
         remember(self.setpoints, now_mono, value, SETPOINT_MEMORY_S)
         return True
 
@@ -115,10 +130,57 @@ class ChargerTrack:
             return False
         return self.measured_mono is None or self.measured_mono < changed + CAR_RESPONSE_S
 
-    def floor_a(self, start_mono: float, end_mono: float) -> float | None:
-        """The lowest setpoint held at some time in [start, end]; None when one was unknown (also
-        the time before the first one)."""
-        return floor(self.setpoints, start_mono, end_mono)
+    def against_list_a(self, list_mono: float, shown: Shown = Shown()) -> float | None:
+        """The most this car is taken to draw against a meter list: the lowest setpoint in force in
+        the LIST_LAG_S before it (a car raised then may not show yet; one cut in the CAR_RESPONSE_S
+        before it may have followed already), with the part of each such change that the list
+        shows (`shown`) counted as made. None when a setpoint was unknown (also before the first)."""
+        held: list[tuple[float, float | None]] = []
+        for since, value in self.setpoints:
+            if since <= list_mono - LIST_LAG_S:
+                held = [(since, value)]
+            elif since <= list_mono:
+                held.append((since, value))
+        if not held or any(value is None for _, value in held):
+            return None
+        values = [value or 0.0 for _, value in held]
+        lowest = math.inf
+        for k, value in enumerate(values):
+            # The value before a raise counts only as far as the raise does not show yet ...
+            raised = values[k + 1] - value if k + 1 < len(values) and values[k + 1] > value else 0.0
+            # ... and a recent cut's value as far as the cut shows.
+            recent = k > 0 and held[k][0] > list_mono - CAR_RESPONSE_S
+            cut = values[k - 1] - value if recent and values[k - 1] > value else 0.0
+            lifts = [share for share in (raised * shown.raise_share, cut * (1.0 - shown.cut_share)) if share]
+            lowest = min(lowest, value + (min(lifts) if lifts else 0.0))
+        return lowest
+
+    def reported_at_list(self, list_mono: float, grid_type: str) -> LineValues:
+        """The charger's report as an upper bound of what the car drew when a list was taken: a
+        report that came after the list and after a setpoint change may show the car at its new
+        value already, so the one from before the change counts too (the higher of the two)."""
+        now = self.drawing(grid_type)
+        changed = self.setpoint_changed_mono
+        if (
+            self.measured_mono is None
+            or self.measured_mono <= list_mono
+            or changed is None
+            or changed <= list_mono - LIST_LAG_S
+            or self.measured_before_change is None
+        ):
+            return now
+        before = drawing(self.config.lines, self.measured_before_change, grid_type)
+        return (_higher(now[0], before[0]), _higher(now[1], before[1]), _higher(now[2], before[2]))
+
+    def changes(self, start_mono: float, end_mono: float) -> list[tuple[float, float, float]]:
+        """(when, from, to) of the setpoint changes made in (start, end], unknown counting as 0."""
+        out = []
+        previous: float | None = None
+        for since, value in self.setpoints:
+            if start_mono < since <= end_mono and previous is not None:
+                out.append((since, previous, value or 0.0))
+            previous = value or 0.0
+        return out
 
     def span_a(self, start_mono: float, end_mono: float) -> tuple[float, float]:
         """(lowest, highest) setpoint held at some time in [start, end], the oldest one standing for
@@ -214,13 +276,8 @@ def in_window(history: deque[tuple[float, _V]], start_mono: float, end_mono: flo
     return held
 
 
-def floor(history: deque[tuple[float, float | None]], start_mono: float, end_mono: float) -> float | None:
-    """The lowest value in force at some time in [start, end]; None when one of them was unknown
-    or there is no history."""
-    held = in_window(history, start_mono, end_mono)
-    if not held or any(value is None for value in held):
-        return None
-    return min(value for value in held if value is not None)
+def _higher(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def triple(values: LineValues | None) -> tuple[float, float, float] | None:

@@ -370,14 +370,13 @@ def test_the_base_load_is_held_while_a_raised_car_is_unreported(tmp_path: Path) 
     # A base-load step the setpoints cannot explain still counts, on every line.
     site.ingest_meter(power_only(5.0, 20_700.0 + 6 * 690.0 + 9200.0))
     assert held_base(site, 5.0, 16.0) == (60.0, 60.0, 60.0)
-    # The charger reports the car at 16 A: the readings match again and the hold ends. Against the
-    # list, taken 2 s after the raise, the car counts at 10 A (it may not have followed yet) and its
-    # rise since as explained: 26 A of base at the list plus 22 A unexplained on every line. Were the
-    # car already at 16 A in the list, the bound would be 60 A: that exposure, at most the raise on
-    # the other lines, lasts until the next full list.
+    # The charger reports the car at 16 A: the readings match again and the hold ends. The list at
+    # 3 s rose by all of the car's raise (6 A on three lines), so it is read with the car at 16 A:
+    # the base is that list less the car plus the unexplained rise since, the same 60 A as held.
     site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=7.0))
-    assert held_base(site, 7.5, 16.0) == (48.0, 48.0, 48.0)
+    snap = site.snapshot(7.5, T0 + timedelta(seconds=7.5), held({"three": 16.0, "one": 0.0}.get))
     assert not holding(site)
+    assert base_at_meters_or_held(snap) == pytest.approx((60.0, 60.0, 60.0), abs=0.1)
 
 
 def test_a_car_that_does_not_take_its_increase_explains_nothing(tmp_path: Path) -> None:
@@ -626,12 +625,14 @@ def test_a_raise_of_a_car_whose_lines_are_unknown_explains_the_least_power(tmp_p
     (meter,) = snap.meters
     unexplained_a = 6 * (3**0.5 - 1)  # the three-phase part of the rise the raise cannot be sure of
     assert meter.currents_a == pytest.approx((30.0 + unexplained_a,) * 3, abs=0.01)
-    # A cut counts the most: lowered back to 10 A, its fall explains all of 6 A x 398 V.
-    site.snapshot(8.0, T0, held({"three": 10.0, "one": 0.0}.get))
+    # A cut counts the most: with a list at 10 s that shows the car at 16 A (raised 9 s before it),
+    # lowered back to 10 A at 12 s, its fall explains all of 6 A x 398 V.
+    site.ingest_meter(full_list_w(10.0, (36.0, 36.0, 36.0), 10_000.0 + 6 * 230.0 * 3**0.5))
+    site.snapshot(10.5, T0, held({"three": 16.0, "one": 0.0}.get))
+    site.snapshot(12.0, T0, held({"three": 10.0, "one": 0.0}.get))
     estimator = site.base_load
     assert estimator is not None
-    # Between a reading at 7 s (the car at 16 A for the response time before it) and 20 s.
-    assert estimator.explained_change_w(7.0, 20.0) == pytest.approx(-6 * 230.0 * 3**0.5)
+    assert estimator.explained_change_w(10.0, 20.0) == pytest.approx(-6 * 230.0 * 3**0.5)
 
 
 def test_a_three_wire_meter_without_il2_gets_it_from_its_own_measurements(tmp_path: Path) -> None:
