@@ -5,7 +5,8 @@ now, from the snapshot (each charger's setpoint and `Drive`), the time and what 
 the site report. The dispatcher only carries the values out.
 
 - **Decreases** go out at once, all together. One smaller than `deadband_a` is not made while
-  keeping the higher value overloads no fuse line (a pause always is).
+  keeping the higher value overloads no fuse line (a pause always is); when it would, with this
+  cycle's increases, it is made and the increases wait for it like for any decrease.
 - **Increases** wait until no decrease is pending (decided now, in flight, or unconfirmed), until
   `settle_s` after the last decrease was acknowledged (the cars follow within 5 s, IEC 61851-1), until
   `increase_interval_s` after the last increase wave (each wave is decided on readings that show the
@@ -121,11 +122,19 @@ class Pacer:
                 out[charger_id] = Paced(previous, "lines")
             else:
                 out[charger_id] = Paced(ramped, "ramp" if ramped < target else None)
+        released = bool(kept_above) and self._release_holds_that_overload(
+            snapshot, allocation, out, kept_above
+        )
         if rises and gate is None:
-            self._last_wave_mono = now_mono
-            self.waves += 1
-        if kept_above:
-            self._release_holds_that_overload(snapshot, allocation, out, kept_above)
+            if released:
+                # The decreases the deadband kept back are now needed to make room: they go first,
+                # and the rises wait as for any decrease (a car that starts in 2 s must not land
+                # before one told to give way that takes 5 s).
+                for charger_id, (previous, _, _) in rises.items():
+                    out[charger_id] = Paced(previous, "pending")
+            else:
+                self._last_wave_mono = now_mono
+                self.waves += 1
         return out
 
     def _gate(self, now_mono: float, dispatch: DispatchState, decreasing: bool, holding: bool) -> str | None:
@@ -143,14 +152,15 @@ class Pacer:
     @staticmethod
     def _release_holds_that_overload(
         snapshot: SiteSnapshot, allocation: Allocation, out: dict[str, Paced], kept_above: list[str]
-    ) -> None:
+    ) -> bool:
         """A value kept above its share within the deadband only while no fuse line is overloaded
-        with the values actually commanded; otherwise every such decrease is made."""
+        with the values actually commanded; otherwise every such decrease is made (True)."""
         values = {cid: paced.current_a for cid, paced in out.items()}
         if not _overloads(snapshot, values):
-            return
+            return False
         for charger_id in kept_above:
             out[charger_id] = Paced(allocation.chargers[charger_id].current_a)
+        return True
 
 
 def _unexplainable(

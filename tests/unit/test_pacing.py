@@ -104,6 +104,17 @@ def test_small_rises_are_not_made_but_a_start_always_is() -> None:
     assert paced == {"a": Paced(10.0, "deadband"), "b": Paced(6.0)}
 
 
+def test_a_decrease_kept_within_the_deadband_is_made_first_when_a_start_needs_its_room() -> None:
+    # 20 A less the 2 A margin: a at 12.8 A (share 12) and b starting at 6 A do not fit together.
+    pacer = Pacer(CONFIG)
+    tight = site(charger("a", 12.8), charger("b", 0.0), limit_a=20.0)
+    assert pace(pacer, tight, shares(a=12.0, b=6.0)) == {"a": Paced(12.0), "b": Paced(0.0, "pending")}
+    assert pacer.waves == 0
+    # With room for both, the small decrease is not made and the start goes out.
+    roomy = site(charger("a", 12.8), charger("b", 0.0))
+    assert pace(pacer, roomy, shares(a=12.0, b=6.0)) == {"a": Paced(12.8, "deadband"), "b": Paced(6.0)}
+
+
 def test_chargers_that_are_not_commandable_are_commanded_nothing() -> None:
     snapshot = site(charger("a", 16.0, Drive.FAILED), charger("b", None, Drive.OFFLINE), charger("c", 6.0))
     paced = pace(Pacer(CONFIG), snapshot, shares(a=8.0, b=6.0, c=8.0))
