@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from controller.allocation import Grid, Meter, SiteSnapshot, base_at_meters
-from controller.site.meter import MeterTracker
+from controller.site.meter import POWER_MEMORY_S, MeterTracker
 from controller.site.three_wire import AronInputs, ThreeWireEstimator, ev_phasors
 from controller.site.tracks import (
     CAR_RESPONSE_S,
@@ -198,7 +198,8 @@ class BaseLoadEstimator:
         cached = self._shown_cache.get(list_mono)
         if cached is None:
             cached = self._read_shown(list_mono)
-            self._shown_cache = {mono: v for mono, v in self._shown_cache.items() if mono > list_mono - 60.0}
+            recent = list_mono - POWER_MEMORY_S  # older lists are never read again
+            self._shown_cache = {mono: v for mono, v in self._shown_cache.items() if mono > recent}
             self._shown_cache[list_mono] = cached
         return cached
 
