@@ -281,8 +281,10 @@ class BaseLoadEstimator:
             if not track.has_car:
                 continue
             before_a = track.against_list_a(seen_mono, shown.get(cid, Shown()))
-            if before_a is None:  # no setpoint known before the reading: the first one stands for it
-                before_a, _ = track.span_a(seen_mono - CAR_RESPONSE_S, seen_mono)
+            if before_a is None:
+                # No setpoint known against the reading: its highest around it stands for it, so
+                # that a rise is never explained by more than the car can have added since.
+                _, before_a = track.span_a(seen_mono - CAR_RESPONSE_S, seen_mono)
             _, now_a = track.span_a(now_mono - CAR_RESPONSE_S, now_mono)
             change_a = now_a - before_a
             if change_a > 0 and not track.charging:

@@ -635,6 +635,24 @@ def test_a_raise_of_a_car_whose_lines_are_unknown_explains_the_least_power(tmp_p
     assert estimator.explained_change_w(10.0, 20.0) == pytest.approx(-6 * 230.0 * 3**0.5)
 
 
+def test_a_reading_taken_while_the_setpoint_was_unknown_explains_no_more_than_the_car_can_add(
+    tmp_path: Path,
+) -> None:
+    # 10 A, then nothing confirmed from 4 s (the charger reconnected), then 16 A from 7 s; a
+    # reading at 10 s. Against it the car may already have been at 16 A: the controller's change
+    # since explains nothing of a later rise of the meter's power (taking the unknown as 0 would
+    # explain 16 A x 3 lines of base load away).
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (16.0, 16.0, 16.0), seen_s=0.0))
+    site.snapshot(0.5, T0, held({"three": 10.0, "one": 0.0}.get))
+    site.snapshot(4.0, T0, held({"three": None, "one": 0.0}.get))
+    site.snapshot(7.0, T0, held({"three": 16.0, "one": 0.0}.get))
+    site.snapshot(20.0, T0, held({"three": 16.0, "one": 0.0}.get))
+    estimator = site.base_load
+    assert estimator is not None
+    assert estimator.explained_change_w(10.0, 20.0) == 0.0
+
+
 def test_a_three_wire_meter_without_il2_gets_it_from_its_own_measurements(tmp_path: Path) -> None:
     site = SiteState(settings(tmp_path, "IT"))
     # Landis+Gyr on IT: IL2 and UL2 sent as 0. A balanced resistive 30 A per line.
