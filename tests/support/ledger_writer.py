@@ -13,6 +13,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import structlog
 
@@ -24,7 +25,8 @@ from drivers.contracts import ReceiveTime, TransactionStarted, TransactionStoppe
 EPOCH = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 
 
-async def write_forever(path: Path, run: int) -> None:
+async def write_forever(path: Path, run: int, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     async with await Ledger.open(path) as ledger:
         recorder = SessionRecorder(ledger, SystemClock())
         n = 0
@@ -42,8 +44,8 @@ async def write_forever(path: Path, run: int) -> None:
                 steps.append(await recorder.handle(event))
             for step in steps:
                 for session in step.changes:
-                    sys.stdout.write(f"{session.session_id} {session.version}\n")
-            sys.stdout.flush()
+                    out.write(f"{session.session_id} {session.version}\n")
+            out.flush()
             n += 1
 
 
