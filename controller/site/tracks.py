@@ -24,8 +24,6 @@ CAR_RESPONSE_S = 5.0
 # charger applying its new limit (IEC 61851-1), and the charger takes a second or two to apply it.
 LIST_LAG_S = 8.0
 FOLLOW_WINDOW_S = 20.0
-# A reported current this close to the setpoint shows the car has followed it.
-FOLLOWED_A = 0.5
 SETPOINT_MEMORY_S = 60.0
 SQRT3 = math.sqrt(3.0)
 
@@ -123,31 +121,14 @@ class ChargerTrack:
         return self.measured_mono is None or self.measured_mono < changed + CAR_RESPONSE_S
 
     def unreported_rise(self, now_mono: float) -> bool:
-        """A raised (or started) car whose charger has not reported since it could have followed.
-
-        A report since the raise that shows the car at its new setpoint is its answer, however
-        early: a car draws no more than its setpoint. (A later report repeating the value is not
-        seen as a new one: `measured_mono` moves only when the reported current changes.)
-        """
+        """A raised (or started) car whose charger has not reported since it could have followed."""
         before, value = self.setpoint_before, self.setpoint_seen
         if not self.has_car or before is None or value is None or value <= before:
             return False
         changed = self.setpoint_changed_mono
         if changed is None or now_mono - changed >= FOLLOW_WINDOW_S:
             return False
-        measured = self.measured_mono
-        if measured is None:
-            return True
-        if measured >= changed + CAR_RESPONSE_S:
-            return False
-        return not (measured >= changed and self._reported_at_setpoint(value))
-
-    def _reported_at_setpoint(self, setpoint_a: float) -> bool:
-        status = self.status
-        if status is None:
-            return False
-        reported = [abs(v) for v in status.measured_current_a if v is not None]
-        return bool(reported) and abs(max(reported) - setpoint_a) <= FOLLOWED_A
+        return self.measured_mono is None or self.measured_mono < changed + CAR_RESPONSE_S
 
     def against_list_a(self, list_mono: float, shown: Shown = Shown()) -> float | None:
         """The most this car is taken to draw against a meter list: the lowest setpoint in force in
