@@ -46,7 +46,7 @@ class _Interpreter:
         self._proc.send_signal(signal.SIGKILL)
 
     def reap(self) -> int:
-        """Kills it if it still runs; its exit code (minus the signal that ended it)."""
+        """Kills it if it still runs; its exit code (negative: the signal that ended it)."""
         self._proc.kill()
         code = self._proc.wait()
         self.lines.close()
@@ -78,7 +78,7 @@ class _Forked:
             os.kill(self._pid, signal.SIGKILL)
         _, status = os.waitpid(self._pid, 0)
         self.lines.close()
-        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return os.waitstatus_to_exitcode(status)
 
 
 def _kill_during_writes(
