@@ -75,6 +75,28 @@ class ChargePointConfig:
         object.__setattr__(self, "connectors", MappingProxyType(dict(self.connectors)))
 
 
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class LoginConfig:
+    """Full password checks (scrypt) at login: see drivers/ocpp/logins.py."""
+
+    workers: int | None = None  # None: pool_size(available CPUs, memory budget, production cost)
+    memory_budget_bytes: int = 64 * MIB
+    max_waiting: int = 64  # full checks queued or running; beyond it a login is refused as busy
+    # A login expected to wait longer is refused as busy (the CSMS also keeps it under half the
+    # handshake timeout: a longer wait would time out anyway).
+    max_wait_s: float = 5.0
+    cache_entries: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.max_waiting < 1 or self.max_wait_s <= 0 or self.cache_entries < 1:
+            raise ValueError("max_waiting, max_wait_s and cache_entries must be positive")
+
+
 @dataclass(frozen=True, slots=True)
 class CsmsConfig:
     """One listener: `ws[s]://host:port/ocpp/<identity>`.
@@ -115,6 +137,7 @@ class CsmsConfig:
     auth_lockout_s: float = 60.0
     max_pending: int = 32
     max_connections: int = 1024
+    login: LoginConfig = field(default_factory=LoginConfig)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.subprotocols if p not in SUBPROTOCOLS]

@@ -10,13 +10,10 @@ once it has passed all of that.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from http import HTTPStatus
 from types import TracebackType
@@ -38,7 +35,7 @@ from drivers.ocpp.counters import Counters
 from drivers.ocpp.handle import ChargerHandle
 from drivers.ocpp.handlers16 import V16Handlers
 from drivers.ocpp.handlers201 import V201Handlers
-from drivers.ocpp.passwords import verify_password
+from drivers.ocpp.logins import LoginBusy, LoginVerifier
 from drivers.ocpp.profiles import ocpp_time
 from drivers.ocpp.security import LoginLimiter, basic_auth_password, peer_common_name, server_ssl_context
 from drivers.ocpp.session import Handler, Reply, RpcSession
@@ -161,10 +158,10 @@ class CentralSystem:
         )
         self._pending: OrderedDict[str, PendingCharger] = OrderedDict()
         self._pending_sessions: dict[str, RpcSession] = {}
-        # Passwords already verified with scrypt, kept as an HMAC under a per-process key so that
-        # reconnects (300 chargers after a router reboot) don't cost a scrypt each.
-        self._verified_key = secrets.token_bytes(32)
-        self._verified: dict[str, tuple[str, bytes]] = {}
+        login = config.login
+        self._logins = LoginVerifier(
+            replace(login, max_wait_s=min(login.max_wait_s, config.handshake_timeout_s / 2))
+        )
         self._server: Server | None = None
         self._live = 0
 
@@ -173,6 +170,11 @@ class CentralSystem:
     @property
     def counters(self) -> Mapping[str, int]:
         return self._counters
+
+    @property
+    def logins(self) -> LoginVerifier:
+        """Password checks at login (figures: full checks, cache hits, busy refusals)."""
+        return self._logins
 
     @property
     def port(self) -> int:
@@ -223,6 +225,7 @@ class CentralSystem:
     async def __aenter__(self) -> Self:
         config = self.config
         self._detached: set[asyncio.Task[None]] = set()
+        await self._logins.__aenter__()
         self._server = await serve(
             self._serve_connection,
             config.host,
@@ -257,6 +260,7 @@ class CentralSystem:
             server.close(close_connections=True)
             await server.wait_closed()
         await cancel_and_wait(self._detached)
+        await self._logins.__aexit__(exc_type, exc, tb)
 
     # --------------------------------------------------------------------------------- internals
 
@@ -372,26 +376,25 @@ class CentralSystem:
             password = basic_auth_password(request.headers.get("Authorization"), identity)
             if password is None:
                 return self._auth_failed(connection, address, identity, "no basic auth for this identity")
-            if not await self._password_ok(station, password):
+            stored = station.config.password_hash
+            try:
+                ok = stored is not None and await self._logins.verify(identity, password, stored)
+            except LoginBusy as busy:
+                response = self._refuse(
+                    connection,
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    c.C_LOGINS_BUSY,
+                    "password checks busy",
+                    identity=identity,
+                    address=address,
+                    waiting=busy.waiting,
+                )
+                response.headers["Retry-After"] = str(busy.retry_after_s)
+                return response
+            if not ok:
                 return self._auth_failed(connection, address, identity, "wrong password")
         self._admissions[connection] = _Admission(identity, pending=False)
         return None
-
-    async def _password_ok(self, station: Station, password: str) -> bool:
-        stored = station.config.password_hash
-        if stored is None:
-            return False
-        token = hmac.new(
-            self._verified_key, password.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).digest()
-        cached = self._verified.get(station.identity)
-        if cached is not None and cached[0] == stored and hmac.compare_digest(cached[1], token):
-            return True
-        # scrypt takes tens of milliseconds: keep it off the event loop.
-        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
-        if ok:
-            self._verified[station.identity] = (stored, token)
-        return ok
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
         admission = self._admissions.pop(connection, None)

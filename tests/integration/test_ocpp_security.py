@@ -16,6 +16,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from drivers.ocpp import SecurityEvent, SecurityProfile
+from drivers.ocpp.config import LoginConfig
+from drivers.ocpp.passwords import hash_password
 from tests.integration.ocpp_support import (
     PASSWORD,
     call16,
@@ -113,6 +115,61 @@ async def test_a_thousand_failed_logins_do_not_keep_the_real_charger_out() -> No
         assert h.csms.counters["rate_limited"] == statuses.count(429)
         async with connected(h.url, "CP1", local_addr=("127.0.0.1", 0)) as cp:
             await cp.boot_until_accepted()
+
+
+async def test_a_login_storm_under_a_wrong_password_flood_admits_every_real_charger() -> None:
+    # One worker and room for four waiting checks: most of the 30 chargers are told to come back.
+    stored = hash_password(PASSWORD, log2_n=10, r=8, p=1)
+    config = fast_config(
+        handshake_timeout_s=5.0,
+        login=LoginConfig(workers=1, max_waiting=4),
+        auth_failures_per_address=10,
+        auth_failures_per_identity_address=3,
+    )
+    chargers = [charge_point(f"CP{i}", password_hash=stored) for i in range(30)]
+    async with running_csms(chargers, config) as h:
+        refusals: list[int] = []
+        retry_after_s: list[int] = []
+        flood: list[int] = []
+
+        async def real_charger(identity: str) -> None:
+            while True:
+                try:
+                    async with connected(h.url, identity, local_addr=("127.0.0.1", 0)) as cp:
+                        await cp.boot_until_accepted()
+                        return
+                except InvalidStatus as refused:
+                    refusals.append(refused.response.status_code)
+                    retry_after_s.append(int(refused.response.headers["Retry-After"]))
+                    # A charger waits the Retry-After; a fifth of it keeps the test short.
+                    await asyncio.sleep(retry_after_s[-1] / 5)
+
+        async def wrong_password(i: int) -> int:
+            return await refused_status(
+                h.url, f"CP{i % 30}", password="guess-guess-guess-1", local_addr=("127.0.0.2", 0)
+            )
+
+        async def wrong_passwords() -> None:
+            # Until locked out (a busy refusal checks nothing, so it counts for nothing), then more.
+            while flood.count(401) < 10:
+                flood.append(await wrong_password(len(flood)))
+            after_lockout.extend([await wrong_password(i) for i in range(50)])
+
+        after_lockout: list[int] = []
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+            tg.create_task(wrong_passwords())
+            for charger in chargers:
+                tg.create_task(real_charger(charger.identity))
+        assert retry_after_s, "the storm never filled the queue: the test tests nothing"
+        assert set(refusals) == {503}
+        assert all(r >= 1 for r in retry_after_s)
+        assert h.csms.counters["logins_busy"] == len(retry_after_s) + flood.count(503)
+        assert set(flood) <= {401, 503}
+        assert after_lockout == [429] * 50  # locked out before any password check
+        assert h.csms.counters["auth_failures"] == 10
+        # Only the real chargers' passwords are remembered, and nothing is left waiting.
+        assert h.csms.logins.cache_size == 30
+        assert h.csms.logins.waiting == 0
 
 
 async def test_adoption_holds_unknown_chargers_as_pending() -> None:
