@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,26 +39,37 @@ EPOCH = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 PAIRS = (("L1", "L2"), ("L2", "L3"), ("L3", "L1"))
 
 
-def site_toml(n_chargers: int) -> str:
-    """IT 230 V: main 3x800 A, boards of 50 chargers (3x160 A), circuits of two chargers (3x32 A)."""
-    parts = [
-        '[site]\nid = "bench"\n[grid]\ntype = "IT"\n',
-        '[meter]\nfuse = "main"\nport = "/dev/null"\n',
-        '[ocpp]\nlisten = "127.0.0.1:9000"\n',
-        '[[fuses]]\nid = "main"\nlimit_a = 800\n',
-    ]
+def boards(n_chargers: int, charger_table: Callable[[int, str], str]) -> list[str]:
+    """Boards of 50 chargers (3x160 A) under `main`, circuits of two chargers (3x32 A); each charger's
+    table from `charger_table(index, circuit fuse id)`."""
+    parts = []
     for i in range(n_chargers):
         board, circuit = f"b{i // 50}", f"b{i // 50}-c{i // 2}"
         if i % 50 == 0:
             parts.append(f'[[fuses]]\nid = "{board}"\nparent = "main"\nlimit_a = 160\n')
         if i % 2 == 0:
             parts.append(f'[[fuses]]\nid = "{circuit}"\nparent = "{board}"\nlimit_a = 32\n')
+        parts.append(charger_table(i, circuit))
+    return parts
+
+
+def site_toml(n_chargers: int) -> str:
+    """IT 230 V: main 3x800 A, boards(); a third of the chargers single-phase."""
+
+    def charger(i: int, circuit: str) -> str:
         lines = '["L1", "L2", "L3"]' if i % 3 else f'["{PAIRS[i % 3][0]}", "{PAIRS[i % 3][1]}"]'
-        parts.append(
+        return (
             f'[[chargers]]\nid = "cp{i:03d}"\nprotocol = "ocpp"\nfuse = "{circuit}"\nlines = {lines}\n'
             'max_a = 16\nsafe_current_a = 0\npassword_hash = "x"\n'
         )
-    return "\n".join(parts)
+
+    parts = [
+        '[site]\nid = "bench"\n[grid]\ntype = "IT"\n',
+        '[meter]\nfuse = "main"\nport = "/dev/null"\n',
+        '[ocpp]\nlisten = "127.0.0.1:9000"\n',
+        '[[fuses]]\nid = "main"\nlimit_a = 800\n',
+    ]
+    return "\n".join(parts + boards(n_chargers, charger))
 
 
 @dataclass

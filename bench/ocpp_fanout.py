@@ -119,8 +119,9 @@ class BenchCharger:
     """A minimal OCPP charger: answers the CSMS's calls, boots until Accepted, one transaction,
     MeterValues every `interval_s`."""
 
-    def __init__(self, identity: str, version: str, interval_s: float) -> None:
+    def __init__(self, identity: str, version: str, interval_s: float, password: str = PASSWORD) -> None:
         self.identity = identity
+        self.password = password
         self.version = version
         self.interval_s = interval_s
         self.accepted = asyncio.Event()
@@ -194,7 +195,7 @@ class BenchCharger:
         import websockets
         from websockets.typing import Subprotocol
 
-        token = base64.b64encode(f"{self.identity}:{PASSWORD}".encode()).decode()
+        token = base64.b64encode(f"{self.identity}:{self.password}".encode()).decode()
         protocol = Subprotocol("ocpp1.6" if self.version == "1.6" else "ocpp2.0.1")
         async with websockets.connect(
             f"{url}/{self.identity}",

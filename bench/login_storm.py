@@ -1,0 +1,427 @@
+"""Reconnect storm at the production password cost while the meter keeps the control loop busy.
+
+    python -m bench.login_storm [--chargers 300] [--runs 3] [--cpu-limit 0.25]
+
+The real daemon (controller.app) runs in its own process on a generated garage: IT 230 V, main
+3x800 A, 300 OCPP chargers, each with its own password hashed at the production scrypt cost
+(drivers/ocpp/passwords.py defaults), the AMS meter on a real pty. This process writes Aidon HAN
+frames into the pty every 250 ms (ten times the meter's cadence, to sample the loop often) and runs
+the chargers (lightweight websocket clients from bench.ocpp_fanout, half 1.6, half 2.0.1), which
+honour a 503's Retry-After as real chargers do. Per run:
+
+1. quiet: 10 s of frames, no charger connected;
+2. storm: all chargers connect within about 0.3 s, as after a power cut (the daemon has just
+   started, so no password is remembered), until every one is provisioned and Accepted;
+3. steady: 10 s with every charger connected, sending MeterValues every 10 s;
+4. re-storm: every connection drops and comes back (a switch rebooted; passwords are remembered).
+
+Loop cycle latency is measured from the moment a frame's bytes are written into the pty (here) to
+the end of the control-loop cycle that consumed them (in the daemon, both on CLOCK_MONOTONIC).
+Also printed: time until all are provisioned, the daemon's CPU seconds during the storm, and its
+peak resident memory (VmHWM). `--cpu-limit F` puts the daemon in a cgroup (v1 cpu controller, CFS
+quota of F x 10 ms per 10 ms period) to emulate a slower CPU; 0.25 stands for one Raspberry Pi 4
+core taken as a quarter of one of this machine's cores (an assumption, not a measurement on a Pi).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import tty
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from bench.daemon_loop import boards
+from bench.ocpp_fanout import REPO_ROOT, BenchCharger, Server, cpu_seconds
+
+# After a refusal that is not a 503 (a handshake the daemon timed out, a reset connection), a
+# charger tries again after its own back-off; 5-10 s here (real chargers often wait longer).
+RETRY_S = (5.0, 10.0)
+CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
+
+
+# ------------------------------------------------------------------------------------ the garage
+
+
+def _password(i: int) -> str:
+    return f"storm-password-{i:04d}-xyz"
+
+
+def _hash(i: int) -> str:
+    from drivers.ocpp.passwords import hash_password
+
+    return hash_password(_password(i))  # the production cost
+
+
+def site_toml(chargers: int, hashes: list[str], tty_path: str, port: int, tmp: Path) -> str:
+    parts = [
+        '[site]\nid = "storm"\n[grid]\ntype = "IT"\n',
+        f'[meter]\nfuse = "main"\nport = "{tty_path}"\nvendor = "aidon"\n',
+        f'[ocpp]\nlisten = "127.0.0.1:{port}"\nadoption = false\n',
+        "[authorization]\naccept_unknown_tags = true\n",
+        f'[storage]\npath = "{tmp / "ledger.sqlite"}"\n[control]\nsocket_path = "{tmp / "control.sock"}"\n',
+        '[[fuses]]\nid = "main"\nlimit_a = 800\n',
+    ]
+
+    def charger(i: int, circuit: str) -> str:
+        return (
+            f'[[chargers]]\nid = "CP{i:03d}"\nprotocol = "ocpp"\nfuse = "{circuit}"\n'
+            'lines = ["L1", "L2", "L3"]\nmax_a = 16\nsafe_current_a = 0\n'
+            f"password_hash = '{hashes[i]}'\n"
+        )
+
+    return "\n".join(parts + boards(chargers, charger))
+
+
+# ------------------------------------------------------------------------------- daemon process
+
+
+async def serve(site: Path) -> None:
+    from controller import app
+    from controller.loop import Cycle
+    from controller.settings import load_settings
+    from drivers.clock import SystemClock
+
+    settings = load_settings(site, {})
+    stop = asyncio.Event()
+    daemons: list[app.Daemon] = []
+    cycle_ends: list[tuple[float, float]] = []  # (end, compute_s) of each meter-triggered cycle
+
+    def observe(cycle: Cycle) -> None:
+        if cycle.trigger == "meter":
+            cycle_ends.append((time.monotonic(), cycle.compute_s))
+
+    runner = asyncio.create_task(app.serve(settings, SystemClock(), stop, started=daemons.append))
+    await asyncio.sleep(0)  # serve() has made the daemon
+    daemon = daemons[0]
+    await daemon.ready.wait()
+    assert daemon.loop is not None and daemon.csms is not None
+    daemon.loop.add_observer(observe)
+    csms = daemon.csms
+    handles = [csms.charger(c) for c in csms.charger_ids()]
+    print(json.dumps({"ready": True, "workers": csms.logins.workers}), flush=True)
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    while line := (await reader.readline()).decode().strip():
+        if line == "stats":
+            logins = csms.logins
+            reply: dict[str, Any] = {
+                "provisioned": sum(h.provisioned and h.status().online for h in handles),
+                "full_checks": logins.full_checks,
+                "cached": logins.cached_hits,
+                "busy": logins.busy_refusals,
+                "connected": len(csms.connected_identities()),
+            }
+        elif line == "cycles":
+            reply = {"ends": cycle_ends[:]}
+            cycle_ends.clear()
+        else:
+            reply = {"error": line}
+        print(json.dumps(reply), flush=True)
+    stop.set()
+    await runner
+
+
+# -------------------------------------------------------------------------------- meter frames
+
+
+class FrameWriter(threading.Thread):
+    """Writes Aidon lists into the pty master every `period_s`; remembers each write's moment.
+
+    A thread, so that what the daemon's load does to this process's event loop does not delay the
+    frames (the meter sends on its own clock)."""
+
+    def __init__(self, master_fd: int, period_s: float) -> None:
+        super().__init__(name="han-frames", daemon=True)
+        self._fd = master_fd
+        self._period_s = period_s
+        self.written: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from simulator.han_meter import ListType, MeterState, Vendor, default_profile, encode
+
+        profile = default_profile(Vendor.AIDON, phases=3, grid="IT")
+        n = 0
+        next_s = time.monotonic()
+        while not self.stop.is_set():
+            list_type = ListType.FULL if n % 40 == 0 else ListType.POWER
+            state = MeterState(
+                current_a=(100.0 + n % 3, 95.0, 90.0),
+                voltage_v=(231.0, 230.0, 229.0),
+                active_power_import_w=60_000.0 + 10 * (n % 7),
+                active_power_export_w=0.0,
+                reactive_power_import_var=0.0,
+                reactive_power_export_var=0.0,
+                energy_import_wh=1e7 + n,
+                energy_export_wh=0.0,
+                reactive_energy_import_varh=0.0,
+                reactive_energy_export_varh=0.0,
+            )
+            data = encode(profile, list_type, state, datetime.now(UTC))
+            self.written.append(time.monotonic())
+            os.write(self._fd, data)
+            n += 1
+            next_s += self._period_s
+            time.sleep(max(0.0, next_s - time.monotonic()))
+
+
+def latencies_ms(
+    written: list[float], ends: list[tuple[float, float]], start: float, end: float
+) -> tuple[list[float], list[float]]:
+    """Per frame written in [start, end): the first meter cycle that ended after it, and that
+    cycle's own compute time (ms)."""
+    latency: list[float] = []
+    compute: list[float] = []
+    j = 0
+    for t0 in written:
+        if not start <= t0 < end:
+            continue
+        while j < len(ends) and ends[j][0] < t0:
+            j += 1
+        if j < len(ends):
+            latency.append((ends[j][0] - t0) * 1000)
+            compute.append(ends[j][1] * 1000)
+    return latency, compute
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# ------------------------------------------------------------------------------------ chargers
+
+
+class StormCharger(BenchCharger):
+    """A bench charger that comes back after a 503 when the Retry-After says, as chargers do."""
+
+    busy = 0
+    failed = 0
+
+    async def run(self, url: str, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await super().run(url, stop)
+                return
+            except InvalidStatus as refused:
+                if refused.response.status_code != 503:
+                    raise
+                self.busy += 1
+                await asyncio.sleep(float(refused.response.headers.get("Retry-After", "5")))
+            except (OSError, TimeoutError, InvalidMessage):
+                self.failed += 1
+                await asyncio.sleep(random.uniform(*RETRY_S))
+
+
+# ------------------------------------------------------------------------------------- a run
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _limit_cpu(pid: int, fraction: float) -> Path:
+    group = CGROUP_ROOT / f"bench-login-storm-{os.getpid()}"
+    group.mkdir()
+    (group / "cpu.cfs_period_us").write_text("10000")
+    (group / "cpu.cfs_quota_us").write_text(str(max(1000, round(fraction * 10000))))
+    (group / "cgroup.procs").write_text(str(pid))
+    return group
+
+
+async def storm(server: Server, chargers: int, url: str, stop: asyncio.Event, tasks: asyncio.TaskGroup,
+                clients: list[StormCharger]) -> float:  # fmt: skip
+    started = time.monotonic()
+    for client in clients:
+        tasks.create_task(client.run(url, stop))
+        await asyncio.sleep(0.001)
+    while True:
+        stats = await server.ask("stats")
+        if stats["provisioned"] == chargers and all(c.accepted.is_set() for c in clients):
+            return time.monotonic() - started
+        if time.monotonic() - started > 600:
+            raise RuntimeError(f"storm did not finish in 600 s: {stats}")
+        await asyncio.sleep(0.1)
+
+
+async def one_run(
+    site: Path, chargers: int, master_fd: int, port: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.login_storm", "--serve", str(site),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT},
+    )  # fmt: skip
+    group = _limit_cpu(process.pid, args.cpu_limit) if args.cpu_limit is not None else None
+    server = Server(process)
+    assert process.stdout is not None
+    ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 120))
+    writer = FrameWriter(master_fd, args.frame_period_s)
+    writer.start()
+    url = f"ws://127.0.0.1:{port}/ocpp"
+    result: dict[str, Any] = {"workers": ready["workers"]}
+    ends: list[tuple[float, float]] = []
+    windows: dict[str, tuple[float, float]] = {}
+    try:
+        await asyncio.sleep(2.0)  # the reader has synchronised on the frames
+        t, cpu = time.monotonic(), cpu_seconds(process.pid)
+        await asyncio.sleep(args.phase_s)
+        windows["quiet"] = (t, time.monotonic())
+        result["quiet_cpu_s"] = cpu_seconds(process.pid) - cpu
+        async with asyncio.TaskGroup() as tasks:
+            for phase in ("storm", "re-storm"):
+                stop = asyncio.Event()
+                clients = [
+                    StormCharger(f"CP{i:03d}", "1.6" if i % 2 == 0 else "2.0.1", 10.0, _password(i))
+                    for i in range(chargers)
+                ]
+                t, cpu = time.monotonic(), cpu_seconds(process.pid)
+                result[f"{phase}_s"] = await storm(server, chargers, url, stop, tasks, clients)
+                windows[phase] = (t, time.monotonic())
+                result[f"{phase}_cpu_s"] = cpu_seconds(process.pid) - cpu
+                result[f"{phase}_busy"] = sum(c.busy for c in clients)
+                result[f"{phase}_failed"] = sum(c.failed for c in clients)
+                if phase == "storm":
+                    t, cpu = time.monotonic(), cpu_seconds(process.pid)
+                    await asyncio.sleep(args.phase_s)
+                    windows["steady"] = (t, time.monotonic())
+                    result["steady_cpu_s"] = cpu_seconds(process.pid) - cpu
+                ends += [(end, compute) for end, compute in (await server.ask("cycles"))["ends"]]
+                stop.set()
+                for _ in range(600):  # the daemon has seen every connection close
+                    if not (await server.ask("stats"))["connected"]:
+                        break
+                    await asyncio.sleep(0.1)
+        result["stats"] = await server.ask("stats")
+        result["peak_rss_mb"] = _peak_rss_mb(process.pid)
+    finally:
+        writer.stop.set()
+        writer.join()
+        if process.stdin is not None:
+            process.stdin.close()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 30)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if group is not None:
+            with suppress(OSError):
+                group.rmdir()  # empty once the daemon has exited
+    for phase, (start, end) in windows.items():
+        result[phase], result[f"{phase}_compute"] = latencies_ms(writer.written, ends, start, end)
+        if not result[phase]:
+            raise RuntimeError(f"no meter cycle seen in the {phase} phase: the daemon read no frame")
+    return result
+
+
+def _run_line(run: int, r: dict[str, Any], phase_s: float) -> str:
+    return (
+        f"run {run + 1}: storm {r['storm_s']:.1f} s ({r['storm_cpu_s']:.1f} CPU s, {r['storm_busy']} "
+        f"busy refusals, {r['storm_failed']} failed handshakes), re-storm {r['re-storm_s']:.1f} s "
+        f"({r['re-storm_cpu_s']:.1f} CPU s); daemon CPU quiet {r['quiet_cpu_s'] / phase_s:.2f} "
+        f"core, steady {r['steady_cpu_s'] / phase_s:.2f} core; loop p99 quiet "
+        f"{pct(r['quiet'], 0.99):.1f} / storm {pct(r['storm'], 0.99):.1f} / steady "
+        f"{pct(r['steady'], 0.99):.1f} ms; peak RSS {r['peak_rss_mb']:.1f} MB; {r['stats']}"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _summary(name: str, runs: list[dict[str, Any]]) -> str:
+    def p99_of(phase: str) -> float:
+        return statistics.median(pct(r[phase], 0.99) for r in runs)
+
+    p50 = statistics.median(pct(r[name], 0.5) for r in runs)
+    p99 = p99_of(name)
+    compute = statistics.median(pct(r[f"{name}_compute"], 0.5) for r in runs)
+    samples = sum(len(r[name]) for r in runs)
+    ratios = "".join(f", {p99 / p99_of(ref):.2f}x {ref}" for ref in ("quiet", "steady") if ref != name)
+    return (
+        f"  {name:9s} loop latency p50 {p50:6.1f} ms, p99 {p99:6.1f} ms{ratios}; "
+        f"cycle compute p50 {compute:5.1f} ms ({samples} frames)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chargers", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cpu-limit", type=float, default=None, help="daemon CPU, in cores of this machine")
+    parser.add_argument("--frame-period-s", type=float, default=0.25, help="seconds between HAN lists")
+    parser.add_argument("--phase-s", type=float, default=10.0, help="length of the quiet and steady phases")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        from controller.logs import configure_logging
+
+        configure_logging("info", "json")  # the daemon's production level
+        asyncio.run(serve(args.serve))
+        return
+    if args.cpu_limit is not None and not os.access(CGROUP_ROOT, os.W_OK):
+        raise SystemExit(f"--cpu-limit needs a writable cgroup v1 cpu controller at {CGROUP_ROOT}")
+    started = time.monotonic()
+    with ProcessPoolExecutor() as pool:
+        hashes = list(pool.map(_hash, range(args.chargers)))
+    print(f"{args.chargers} passwords hashed at the production cost in {time.monotonic() - started:.1f} s")
+    runs: list[dict[str, Any]] = []
+    with TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            folder = Path(tmp) / f"run{run}"
+            folder.mkdir()
+            port = _free_port()
+            site = folder / "site.toml"
+            # A new pty per run: the meter's line as a new daemon first opens it.
+            master_fd, slave_fd = os.openpty()
+            tty.setraw(slave_fd)
+            try:
+                site.write_text(site_toml(args.chargers, hashes, os.ttyname(slave_fd), port, folder))
+                result = asyncio.run(one_run(site, args.chargers, master_fd, port, args))
+            finally:
+                os.close(master_fd)
+                os.close(slave_fd)
+            runs.append(result)
+            print(_run_line(run, result, args.phase_s))
+    limit = "no CPU limit" if args.cpu_limit is None else f"daemon limited to {args.cpu_limit:g} core"
+    print(f"medians of {args.runs} runs, {args.chargers} chargers, {limit}, "
+          f"{runs[0]['workers']} password workers:")  # fmt: skip
+    for name in ("quiet", "storm", "steady", "re-storm"):
+        print(_summary(name, runs))
+    print(f"  all provisioned after the storm in {statistics.median(r['storm_s'] for r in runs):.1f} s "
+          f"({statistics.median(r['storm_cpu_s'] for r in runs):.1f} CPU s), after the re-storm in "
+          f"{statistics.median(r['re-storm_s'] for r in runs):.1f} s "
+          f"({statistics.median(r['re-storm_cpu_s'] for r in runs):.1f} CPU s)")  # fmt: skip
+    peak = [r["peak_rss_mb"] for r in runs]
+    print(f"  peak resident memory (VmHWM) median {statistics.median(peak):.1f} MB, "
+          f"max {max(peak):.1f} MB; target <= 150 MB")  # fmt: skip
+    print("  targets: storm loop p99 within 2x of steady; all chargers provisioned")
+
+
+if __name__ == "__main__":
+    main()
