@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import tty
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -146,10 +147,11 @@ class FrameWriter(threading.Thread):
     A thread, so that what the daemon's load does to this process's event loop does not delay the
     frames (the meter sends on its own clock)."""
 
-    def __init__(self, master_fd: int, period_s: float) -> None:
+    def __init__(self, master_fd: int, period_s: float, cars_a: Callable[[], float]) -> None:
         super().__init__(name="han-frames", daemon=True)
         self._fd = master_fd
         self._period_s = period_s
+        self._cars_a = cars_a  # what the cars draw per line (three-phase chargers on L1-L2-L3)
         self.written: list[float] = []
         self.stop = threading.Event()
 
@@ -160,11 +162,12 @@ class FrameWriter(threading.Thread):
         n = 0
         next_s = time.monotonic()
         while not self.stop.is_set():
+            cars_a = self._cars_a()
             list_type = ListType.FULL if n % 40 == 0 else ListType.POWER
             state = MeterState(
-                current_a=(100.0 + n % 3, 95.0, 90.0),
+                current_a=(100.0 + n % 3 + cars_a, 95.0 + cars_a, 90.0 + cars_a),
                 voltage_v=(231.0, 230.0, 229.0),
-                active_power_import_w=60_000.0 + 10 * (n % 7),
+                active_power_import_w=60_000.0 + 10 * (n % 7) + cars_a * 230.0 * 3**0.5,
                 active_power_export_w=0.0,
                 reactive_power_import_var=0.0,
                 reactive_power_export_var=0.0,
@@ -213,6 +216,20 @@ class StormCharger(BenchCharger):
 
     busy = 0
     failed = 0
+    limit_a = 0.0
+
+    def on_call(self, action: str, payload: dict[str, Any]) -> None:
+        # The car follows the last limit it was sent (the safe profile first, then the setpoints).
+        if action == "SetChargingProfile":
+            profile = payload.get("csChargingProfiles") or payload.get("chargingProfile") or {}
+            schedule = profile.get("chargingSchedule", {})
+            if isinstance(schedule, list):  # 2.0.1: a list of schedules
+                schedule = schedule[0] if schedule else {}
+            periods = schedule.get("chargingSchedulePeriod") or [{}]
+            self.limit_a = float(periods[0].get("limit", 0.0))
+
+    def current_a(self) -> float:
+        return min(self.limit_a, 15.9)
 
     async def run(self, url: str, stop: asyncio.Event) -> None:
         while True:
@@ -275,7 +292,8 @@ async def one_run(
     server = Server(process)
     assert process.stdout is not None
     ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 120))
-    writer = FrameWriter(master_fd, args.frame_period_s)
+    clients: list[StormCharger] = []
+    writer = FrameWriter(master_fd, args.frame_period_s, lambda: sum(c.current_a() for c in clients[:]))
     writer.start()
     url = f"ws://127.0.0.1:{port}/ocpp"
     result: dict[str, Any] = {"workers": ready["workers"]}
@@ -290,7 +308,7 @@ async def one_run(
         async with asyncio.TaskGroup() as tasks:
             for phase in ("storm", "re-storm"):
                 stop = asyncio.Event()
-                clients = [
+                clients[:] = [
                     StormCharger(f"CP{i:03d}", "1.6" if i % 2 == 0 else "2.0.1", 10.0, _password(i))
                     for i in range(chargers)
                 ]

@@ -157,6 +157,7 @@ class BenchCharger:
             if message[0] != 2:
                 continue
             action = message[2]
+            self.on_call(action, message[3])
             answer: dict[str, Any] = {"status": "Accepted"}
             if action == "SetVariables":
                 answer = {
@@ -173,21 +174,28 @@ class BenchCharger:
             if action == "TriggerMessage" and message[3].get("requestedMessage") == "BootNotification":
                 asyncio.get_running_loop().create_task(self.boot(ws))
 
+    def on_call(self, action: str, payload: dict[str, Any]) -> None:
+        """A call from the CSMS, before it is answered Accepted."""
+
+    def current_a(self) -> float:
+        return 15.9
+
     def meter_value(self) -> list[dict[str, Any]]:
         self.energy_wh += 40
+        current = self.current_a()
         sampled: list[dict[str, Any]]
         if self.version == "1.6":
             sampled = [
                 {"value": str(self.energy_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
             ]
             sampled += [
-                {"value": "15.9", "measurand": "Current.Import", "phase": p, "unit": "A"}
+                {"value": str(current), "measurand": "Current.Import", "phase": p, "unit": "A"}
                 for p in ("L1", "L2", "L3")
             ]
         else:
             sampled = [{"value": self.energy_wh, "measurand": "Energy.Active.Import.Register"}]
             sampled += [
-                {"value": 15.9, "measurand": "Current.Import", "phase": p} for p in ("L1", "L2", "L3")
+                {"value": current, "measurand": "Current.Import", "phase": p} for p in ("L1", "L2", "L3")
             ]
         return [{"timestamp": _now(), "sampledValue": sampled}]
 
