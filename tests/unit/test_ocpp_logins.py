@@ -109,8 +109,9 @@ async def test_a_login_that_would_wait_too_long_is_refused_before_the_queue_is_f
             *(verifier.verify(f"CP{i}", PASSWORD, STORED) for i in range(30)), return_exceptions=True
         )
     admitted = results.count(True)
-    # 0.2 s of waiting at one worker and ~50 ms (a moving average that starts at 100 ms) per check.
-    assert 2 <= admitted <= 8, results
+    # 0.2 s of waiting at one worker and ~50 ms (a moving average that starts at 100 ms) per check:
+    # three; fewer on a machine so loaded that a 50 ms sleep takes much longer.
+    assert 1 <= admitted <= 8, results
     assert all(isinstance(r, LoginBusy) for r in results if r is not True)
 
 
