@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     from controller.allocation.settings_check import failsafe_budget_problems
     from controller.app import Daemon, serve
     from controller.logs import configure_logging
+    from controller.runtime import tune_garbage_collector
     from controller.sdnotify import SystemdNotifier
     from controller.sessions import LedgerError
     from controller.settings import ConfigError, SiteSettings, load_settings
@@ -81,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         with SystemdNotifier() as notifier:
             await serve(settings, clock, stop, load=load, notifier=notifier, started=started)
 
+    tune_garbage_collector()
     try:
         asyncio.run(main())
     except LedgerError as exc:
