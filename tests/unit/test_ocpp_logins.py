@@ -16,8 +16,8 @@ from drivers.ocpp.passwords import hash_password
 
 PASSWORD = "right-password-0123456"
 WRONG = "wrong-password-0123456"
-# Cheap but real scrypt: the verifier's bookkeeping is under test, not scrypt's cost.
-STORED = hash_password(PASSWORD, log2_n=6, r=2, p=1)
+# Real scrypt of 128 KiB, above the inline bound: the pool's bookkeeping is under test, not the cost.
+STORED = hash_password(PASSWORD, log2_n=10, r=1, p=1)
 
 
 def test_the_pool_is_bounded_by_the_cpus_and_by_the_memory_budget() -> None:
@@ -43,7 +43,7 @@ async def test_a_proven_password_is_remembered_and_a_wrong_one_always_pays_the_f
 async def test_a_changed_hash_drops_what_was_remembered() -> None:
     async with LoginVerifier(LoginConfig(workers=1)) as verifier:
         assert await verifier.verify("CP1", PASSWORD, STORED)
-        new_stored = hash_password("a-new-password-0123456", log2_n=6, r=2, p=1)
+        new_stored = hash_password("a-new-password-0123456", log2_n=10, r=1, p=1)
         assert not await verifier.verify("CP1", PASSWORD, new_stored)
         assert verifier.full_checks == 2
         assert await verifier.verify("CP1", "a-new-password-0123456", new_stored)
@@ -123,3 +123,13 @@ async def test_the_checks_run_on_threads_of_the_lowest_priority() -> None:
         assert workers[0].native_id is not None
         assert os.sched_getscheduler(workers[0].native_id) == os.SCHED_IDLE
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the event loop's thread is untouched
+
+
+async def test_a_hash_cheaper_than_a_thread_hop_is_checked_inline() -> None:
+    cheap = hash_password(PASSWORD, log2_n=4, r=1, p=1)  # what simulated garages use
+    async with LoginVerifier(LoginConfig(workers=1)) as verifier:
+        assert await verifier.verify("CP1", PASSWORD, cheap)
+        assert not await verifier.verify("CP2", WRONG, cheap)
+        assert not await verifier.verify("CP3", PASSWORD, "not-a-hash")
+        assert verifier.full_checks == 3
+        assert not [t for t in threading.enumerate() if t.name.startswith("ocpp-login")]
