@@ -122,9 +122,6 @@ class LoginVerifier:
         message = b"\0".join(s.encode("utf-8", "surrogatepass") for s in (identity, password))
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    def forget(self, identity: str) -> None:
-        self._verified.pop(identity, None)
-
     async def verify(self, identity: str, password: str, stored: str) -> bool:
         """True if `password` is the one `stored` was made from; raises LoginBusy when saturated."""
         token = self._token(identity, password)
