@@ -98,6 +98,22 @@ class LoginConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OnboardingConfig:
+    """Chargers brought up at once after admission: see drivers/ocpp/onboarding.py."""
+
+    max_concurrent: int = 32
+    # The CSMS keeps it under a quarter of the handshake timeout: the login may have waited too.
+    max_wait_s: float = 4.0
+    # A slot is released at the latest this long after admission: a 1.6 charger that only lost its
+    # link sends no boot and is provisioned after `provision_unbooted_after_s`, idle meanwhile.
+    hold_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1 or self.max_wait_s <= 0 or self.hold_s <= 0:
+            raise ValueError("max_concurrent, max_wait_s and hold_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class CsmsConfig:
     """One listener: `ws[s]://host:port/ocpp/<identity>`.
 
@@ -138,6 +154,7 @@ class CsmsConfig:
     max_pending: int = 32
     max_connections: int = 1024
     login: LoginConfig = field(default_factory=LoginConfig)
+    onboarding: OnboardingConfig = field(default_factory=OnboardingConfig)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.subprotocols if p not in SUBPROTOCOLS]

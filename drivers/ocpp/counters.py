@@ -14,6 +14,7 @@ C_BAD_SUBPROTOCOL = "bad_subprotocol"
 C_TOO_MANY_CONNECTIONS = "too_many_connections"
 C_PENDING_REFUSED = "pending_refused"
 C_LOGINS_BUSY = "logins_busy"
+C_ONBOARDING_BUSY = "onboarding_busy"
 C_DUPLICATE_REPLACED = "duplicate_replaced"
 C_CONNECTIONS = "connections"
 C_UNKNOWN_CONNECTOR = "unknown_connector"
@@ -49,6 +50,7 @@ NAMES: tuple[str, ...] = (
     C_TOO_MANY_CONNECTIONS,
     C_PENDING_REFUSED,
     C_LOGINS_BUSY,
+    C_ONBOARDING_BUSY,
     C_DUPLICATE_REPLACED,
     C_CONNECTIONS,
     C_UNKNOWN_CONNECTOR,

@@ -36,6 +36,7 @@ from drivers.ocpp.handle import ChargerHandle
 from drivers.ocpp.handlers16 import V16Handlers
 from drivers.ocpp.handlers201 import V201Handlers
 from drivers.ocpp.logins import LoginBusy, LoginVerifier
+from drivers.ocpp.onboarding import OnboardingGate, Slot
 from drivers.ocpp.profiles import ocpp_time
 from drivers.ocpp.security import LoginLimiter, basic_auth_password, peer_common_name, server_ssl_context
 from drivers.ocpp.session import Handler, Reply, RpcSession
@@ -79,6 +80,7 @@ SecuritySink = Callable[[SecurityEvent], None]
 class _Admission:
     identity: str
     pending: bool
+    slot: Slot | None = None  # the charger's onboarding turn (known chargers only)
 
 
 class _WsTransport:
@@ -161,6 +163,11 @@ class CentralSystem:
         login = config.login
         self._logins = LoginVerifier(
             replace(login, max_wait_s=min(login.max_wait_s, config.handshake_timeout_s / 2))
+        )
+        onboarding = config.onboarding
+        self._onboarding = OnboardingGate(
+            replace(onboarding, max_wait_s=min(onboarding.max_wait_s, config.handshake_timeout_s / 4)),
+            clock,
         )
         self._server: Server | None = None
         self._live = 0
@@ -393,7 +400,19 @@ class CentralSystem:
                 return response
             if not ok:
                 return self._auth_failed(connection, address, identity, "wrong password")
-        self._admissions[connection] = _Admission(identity, pending=False)
+        slot = await self._onboarding.acquire()
+        if slot is None:
+            response = self._refuse(
+                connection,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                c.C_ONBOARDING_BUSY,
+                "too many chargers coming up",
+                identity=identity,
+                address=address,
+            )
+            response.headers["Retry-After"] = str(self._onboarding.retry_after_s())
+            return response
+        self._admissions[connection] = _Admission(identity, pending=False, slot=slot)
         return None
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
@@ -410,7 +429,10 @@ class CentralSystem:
             if admission.pending:
                 await self._serve_pending(connection, admission.identity, version)
             else:
-                await self._serve_station(connection, self._stations[admission.identity], version)
+                assert admission.slot is not None
+                await self._serve_station(
+                    connection, self._stations[admission.identity], version, admission.slot
+                )
         finally:
             self._live -= 1
 
@@ -428,7 +450,7 @@ class CentralSystem:
             pass  # our reply could not be sent: the connection is gone
 
     async def _serve_station(
-        self, connection: ServerConnection, station: Station, version: rpc.Version
+        self, connection: ServerConnection, station: Station, version: rpc.Version, slot: Slot
     ) -> None:
         address = str(connection.remote_address[0]) if connection.remote_address else "?"
         handlers = (V16Handlers(station) if version == "1.6" else V201Handlers(station)).routes()
@@ -463,10 +485,12 @@ class CentralSystem:
                 previous.close(CLOSE_REPLACED, "replaced by a newer connection"), "ocpp-close-old"
             )
         station.attach(session, spawn)
+        spawn(_release_when_ready(station, slot), f"ocpp-onboarding-{station.identity}")
         log.info("ocpp.connected", identity=station.identity, version=version, address=address)
         try:
             await self._receive(connection, session)
         finally:
+            slot.release()
             session.mark_closed()
             station.detach(session)
             await cancel_and_wait(tasks)
@@ -547,6 +571,11 @@ class CentralSystem:
                         entry.model,
                         entry.serial,
                     )
+
+
+async def _release_when_ready(station: Station, slot: Slot) -> None:
+    await station.ready.wait()
+    slot.release()
 
 
 def _ocpp_now(clock: Clock) -> str:

@@ -139,6 +139,7 @@ class Station:
     boot_info: dict[str, Any] = field(default_factory=dict)
     transactions: OrderedDict[str, TransactionRecord] = field(default_factory=OrderedDict)
     provisioning: bool = False  # a provisioning run is under way on this connection
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set while `provisioned`
     _spawn: Spawn | None = None
 
     def __post_init__(self) -> None:
@@ -156,6 +157,7 @@ class Station:
         self.session = session
         self._spawn = spawn
         self.provisioned = False
+        self.ready.clear()
         self.boot_pending = False
         self.provisioning = False
         now = self.services.received()
@@ -176,6 +178,7 @@ class Station:
         self.session = None
         self._spawn = None
         self.provisioned = False
+        self.ready.clear()
         for connector in self.connectors.values():
             self.emit_status(connector)
 

@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from drivers.ocpp import SecurityEvent, SecurityProfile
-from drivers.ocpp.config import LoginConfig
+from drivers.ocpp.config import LoginConfig, OnboardingConfig
 from drivers.ocpp.passwords import hash_password
 from tests.integration.ocpp_support import (
     PASSWORD,
@@ -173,6 +173,45 @@ async def test_a_login_storm_under_a_wrong_password_flood_admits_every_real_char
         # Only the real chargers' passwords are remembered, and nothing is left waiting.
         assert h.csms.logins.cache_size == 30
         assert h.csms.logins.waiting == 0
+
+
+async def come_up(url: str, identity: str) -> int:
+    """Connects and boots as a charger does, retrying a 503 after its Retry-After (a tenth of it)."""
+    refused = 0
+    while True:
+        try:
+            async with connected(url, identity) as cp:
+                await cp.boot_until_accepted()
+                return refused
+        except InvalidStatus as busy:
+            if busy.response.status_code != 503:
+                raise
+            refused += 1
+            await asyncio.sleep(int(busy.response.headers["Retry-After"]) / 10)
+
+
+async def test_chargers_beyond_the_onboarding_bound_wait_and_are_told_to_retry() -> None:
+    # Two slots, held until provisioned: a charger that connects and does not boot keeps its slot.
+    config = fast_config(
+        onboarding=OnboardingConfig(max_concurrent=2, hold_s=60.0), provision_unbooted_after_s=60.0
+    )
+    async with running_csms([charge_point(f"CP{i}") for i in range(4)], config) as h:
+        async with connected(h.url, "CP0") as cp0, connected(h.url, "CP1"):
+            with pytest.raises(InvalidStatus) as info:
+                async with connected(h.url, "CP2"):
+                    pass
+            assert info.value.response.status_code == 503
+            assert 2 <= int(info.value.response.headers["Retry-After"]) <= 6
+            assert h.csms.counters["onboarding_busy"] == 1
+            # CP1 still holds its slot: only CP0's provisioning can let CP2 in.
+            waiting = asyncio.create_task(come_up(h.url, "CP2"))
+            await cp0.boot_until_accepted()
+            async with asyncio.timeout(10):
+                await waiting
+        # Closed connections free their slots.
+        async with asyncio.timeout(10):
+            await come_up(h.url, "CP3")
+        assert h.csms.counters["auth_failures"] == 0
 
 
 async def test_adoption_holds_unknown_chargers_as_pending() -> None:
