@@ -193,7 +193,13 @@ async def test_backend_list_charger_session_and_local_tools(tmp_path: Path, brok
         assert final["id_tag"] == "RESIDENT-1"
         assert [m["seq"] for m in session_messages] == sorted(m["seq"] for m in session_messages)
 
-        status = await call(socket_path, "status")
+        # The disconnect reaches the allocation with the next cycle (at most half a second later).
+        async with asyncio.timeout(10):
+            while True:
+                status = await call(socket_path, "status")
+                if status["allocation"]["chargers"]["E2E-1"]["limited_by"] == "offline":
+                    break
+                await asyncio.sleep(0.1)
         assert status["allocation"]["failsafe"] is not None  # no meter: safe currents
         snapshot_file = tmp_path / "snapshot.json"
         json_out = await asyncio.to_thread(
