@@ -6,7 +6,8 @@ See docs/ocpp.md for configuration and the security profiles.
 from drivers.ocpp.authorization import AuthDecision, AuthEntry, Authorizer, AuthStatus, LocalAuthList, TagKind
 from drivers.ocpp.config import ChargePointConfig, CsmsConfig, Quirks, SecurityProfile
 from drivers.ocpp.handle import ChargerHandle
-from drivers.ocpp.server import CentralSystem, PendingCharger, SecurityEvent
+from drivers.ocpp.pending import PendingCharger
+from drivers.ocpp.server import CentralSystem, SecurityEvent
 from drivers.ocpp.transactions import InMemoryTransactionIds, TransactionIds
 
 __all__ = [

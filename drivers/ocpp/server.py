@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from http import HTTPStatus
@@ -37,31 +36,15 @@ from drivers.ocpp.handlers16 import V16Handlers
 from drivers.ocpp.handlers201 import V201Handlers
 from drivers.ocpp.logins import LoginBusy, LoginVerifier
 from drivers.ocpp.onboarding import OnboardingGate, Slot
-from drivers.ocpp.profiles import ocpp_time
+from drivers.ocpp.pending import CLOSE_REPLACED, PendingCharger, PendingChargers
 from drivers.ocpp.security import LoginLimiter, basic_auth_password, peer_common_name, server_ssl_context
-from drivers.ocpp.session import Handler, Reply, RpcSession
+from drivers.ocpp.session import RpcSession
 from drivers.ocpp.station import Services, Station, cancel_and_wait
 from drivers.ocpp.transactions import TransactionIds
 
 log = structlog.get_logger("drivers.ocpp.server")
 
-CLOSE_REPLACED = 4000  # private-use close code: a newer connection with the same identity took over
 CLOSE_ADOPTED = 1012  # "service restart": reconnect, now as a configured charger
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCharger:
-    """A charger that connected with an identity nobody configured (adoption mode)."""
-
-    identity: str
-    address: str
-    first_seen_utc: datetime
-    last_seen_utc: datetime
-    subprotocol: str
-    connected: bool
-    vendor: str | None = None
-    model: str | None = None
-    serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,26 +80,6 @@ class _WsTransport:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._connection.close(code, reason)
-
-
-class _NotAdopted(Mapping[str, Handler]):
-    """Routes for a pending charger: boot (answered Pending) and heartbeat; anything else refused."""
-
-    def __init__(self, routes: dict[str, Handler]) -> None:
-        self._routes = routes
-
-    def __getitem__(self, action: str) -> Handler:
-        return self._routes.get(action, _refuse_not_adopted)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._routes)
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-
-def _refuse_not_adopted(payload: dict[str, Any]) -> Reply:
-    raise rpc.OcppFault("SecurityError", "charger not adopted yet", c.C_PENDING_CALLS)
 
 
 class CentralSystem:
@@ -158,8 +121,15 @@ class CentralSystem:
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = (
             weakref.WeakKeyDictionary()
         )
-        self._pending: OrderedDict[str, PendingCharger] = OrderedDict()
-        self._pending_sessions: dict[str, RpcSession] = {}
+        self._pending = PendingChargers(
+            clock,
+            self._counters,
+            config.max_pending,
+            first_seen=lambda identity, address: self._security(
+                "pending_charger", identity, address, "waiting for adoption"
+            ),
+            spawn_detached=self._spawn_detached,
+        )
         login = config.login
         self._logins = LoginVerifier(
             replace(login, max_wait_s=min(login.max_wait_s, config.handshake_timeout_s / 2))
@@ -207,14 +177,13 @@ class CentralSystem:
         self._stations[handle.identity].resume(handle.connector_id, transaction_id, id_tag, meter_start_wh)
 
     def pending(self) -> tuple[PendingCharger, ...]:
-        return tuple(self._pending.values())
+        return self._pending.records()
 
     def adopt(self, charge_point: ChargePointConfig) -> None:
         """Configure a pending (or any new) identity; its pending connection is closed so that it
         reconnects and authenticates as a configured charger."""
         self._add_station(charge_point)
-        self._pending.pop(charge_point.identity, None)
-        session = self._pending_sessions.pop(charge_point.identity, None)
+        session = self._pending.adopted(charge_point.identity)
         log.info("ocpp.adopted", identity=charge_point.identity, connectors=dict(charge_point.connectors))
         if session is not None:
             self._spawn_detached(
@@ -373,7 +342,7 @@ class CentralSystem:
                 self._counters.inc(c.C_UNKNOWN_IDENTITY)
                 self._security("unknown_identity", identity, address)
                 return self._auth_failed(connection, address, identity, "unknown identity")
-            if identity not in self._pending and len(self._pending_sessions) >= self.config.max_pending:
+            if self._pending.full_for(identity):
                 return self._refuse(
                     connection, HTTPStatus.SERVICE_UNAVAILABLE, c.C_PENDING_REFUSED, "too many pending"
                 )
@@ -427,7 +396,15 @@ class CentralSystem:
         self._live += 1
         try:
             if admission.pending:
-                await self._serve_pending(connection, admission.identity, version)
+                address = str(connection.remote_address[0]) if connection.remote_address else "?"
+                await self._pending.serve(
+                    _WsTransport(connection),
+                    admission.identity,
+                    version,
+                    address,
+                    connection.subprotocol or version,
+                    lambda session: self._receive(connection, session),
+                )
             else:
                 assert admission.slot is not None
                 await self._serve_station(
@@ -496,87 +473,7 @@ class CentralSystem:
             await cancel_and_wait(tasks)
             log.info("ocpp.disconnected", identity=station.identity, code=connection.protocol.close_code)
 
-    async def _serve_pending(self, connection: ServerConnection, identity: str, version: rpc.Version) -> None:
-        address = str(connection.remote_address[0]) if connection.remote_address else "?"
-        now = self._clock.utc_now()
-        known = self._pending.get(identity)
-        record = PendingCharger(
-            identity,
-            address,
-            known.first_seen_utc if known else now,
-            now,
-            connection.subprotocol or version,
-            True,
-            known.vendor if known else None,
-            known.model if known else None,
-            known.serial if known else None,
-        )
-        self._pending[identity] = record
-        while len(self._pending) > self.config.max_pending:
-            self._pending.popitem(last=False)
-        if known is None:
-            self._security("pending_charger", identity, address, "waiting for adoption")
-
-        def boot(payload: dict[str, Any]) -> Reply:
-            station_info = payload.get("chargingStation", {})
-            entry = self._pending.get(identity)
-            if entry is not None:
-                self._pending[identity] = PendingCharger(
-                    entry.identity,
-                    entry.address,
-                    entry.first_seen_utc,
-                    self._clock.utc_now(),
-                    entry.subprotocol,
-                    True,
-                    payload.get("chargePointVendor", station_info.get("vendorName")),
-                    payload.get("chargePointModel", station_info.get("model")),
-                    payload.get("chargePointSerialNumber", station_info.get("serialNumber")),
-                )
-            return {"status": "Pending", "currentTime": _ocpp_now(self._clock), "interval": 60}
-
-        def heartbeat(payload: dict[str, Any]) -> Reply:
-            return {"currentTime": _ocpp_now(self._clock)}
-
-        session = RpcSession(
-            identity,
-            version,
-            _WsTransport(connection),
-            _NotAdopted({"BootNotification": boot, "Heartbeat": heartbeat}),
-            self._counters,
-            self._clock,
-            remote_address=address,
-        )
-        old = self._pending_sessions.get(identity)
-        if old is not None:
-            self._spawn_detached(
-                old.close(CLOSE_REPLACED, "replaced by a newer connection"), "ocpp-close-old-pending"
-            )
-        self._pending_sessions[identity] = session
-        try:
-            await self._receive(connection, session)
-        finally:
-            session.mark_closed()
-            if self._pending_sessions.get(identity) is session:
-                del self._pending_sessions[identity]
-                entry = self._pending.get(identity)
-                if entry is not None:
-                    self._pending[identity] = PendingCharger(
-                        entry.identity,
-                        entry.address,
-                        entry.first_seen_utc,
-                        self._clock.utc_now(),
-                        entry.subprotocol,
-                        False,
-                        entry.vendor,
-                        entry.model,
-                        entry.serial,
-                    )
-
 
 async def _release_when_ready(station: Station, slot: Slot) -> None:
     await station.ready.wait()
     slot.release()
-
-
-def _ocpp_now(clock: Clock) -> str:
-    return ocpp_time(clock.utc_now())
