@@ -52,7 +52,6 @@ async def _provision(station: Station) -> None:
         station.provisioning = False
     if station.session is not session or session.closed:
         return  # the connection is gone; a newer one provisions itself
-    station.provisioned = True
     station.ready.set()
     log.info("ocpp.provisioned", identity=station.identity, safe_current_a=station.config.safe_current_a)
     for connector in station.connectors.values():

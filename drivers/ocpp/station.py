@@ -134,12 +134,11 @@ class Station:
     services: Services
     connectors: dict[int, Connector] = field(init=False)
     session: RpcSession | None = None
-    provisioned: bool = False
     boot_pending: bool = False
     boot_info: dict[str, Any] = field(default_factory=dict)
     transactions: OrderedDict[str, TransactionRecord] = field(default_factory=OrderedDict)
     provisioning: bool = False  # a provisioning run is under way on this connection
-    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set while `provisioned`
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once provisioned on this connection
     _spawn: Spawn | None = None
 
     def __post_init__(self) -> None:
@@ -151,12 +150,16 @@ class Station:
     def identity(self) -> str:
         return self.config.identity
 
+    @property
+    def provisioned(self) -> bool:
+        """The safe profile is in place on this connection: the charger may be commanded."""
+        return self.ready.is_set()
+
     # ------------------------------------------------------------------------------ connection life
 
     def attach(self, session: RpcSession, spawn: Spawn) -> None:
         self.session = session
         self._spawn = spawn
-        self.provisioned = False
         self.ready.clear()
         self.boot_pending = False
         self.provisioning = False
@@ -177,7 +180,6 @@ class Station:
             return  # replaced by a newer connection: that one owns the station now
         self.session = None
         self._spawn = None
-        self.provisioned = False
         self.ready.clear()
         for connector in self.connectors.values():
             self.emit_status(connector)
