@@ -248,6 +248,7 @@ class Dispatcher:
         state.inflight = None
         outcome = str(result.outcome)
         self.counters.by_outcome[outcome] = self.counters.by_outcome.get(outcome, 0) + 1
+        changed = not result.ok or state.acked_a != command.current_a or state.failed_a is not None
         if result.ok:
             was_decrease = state.acked_a is None or command.current_a < state.acked_a
             state.acked_a = command.current_a
@@ -279,7 +280,8 @@ class Dispatcher:
                 retry_in_s=backoff_s,
             )
         self._wake.set()
-        if self.on_change is not None:
+        # A refresh acknowledged at the value already held changes no budget: no recomputation.
+        if changed and self.on_change is not None:
             self.on_change()
 
 

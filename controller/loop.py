@@ -1,11 +1,12 @@
 """The event-driven control loop: readings and statuses in, setpoints out (DESIGN.md §5).
 
 Every meter reading triggers a recomputation at once; so does a tick, because a silent meter sends
-nothing that could trigger one, and staleness is exactly what must be acted on. A charger's report or a
-dispatcher's acknowledgement triggers one too, but no sooner than `min_gap_s` after the previous cycle
-started: a garage of 300 chargers sends about 30 reports a second, and a cycle for each would cost a
-slow CPU all of its time. Events that arrive meanwhile are folded into the next cycle, so a burst
-costs one allocation; a meter reading cuts the wait short.
+nothing that could trigger one, and staleness is exactly what must be acted on; so does every charger
+status change (a car's state, a charger gone, a transaction) and every dispatcher acknowledgement
+that changed a budget. A report that only refreshes a charger's measurements (MeterValues) triggers
+one no sooner than `min_gap_s` after the previous cycle started: a garage of 300 chargers sends about
+30 such reports a second, and a cycle for each would cost a slow CPU all of its time. Events that
+arrive while a cycle runs or waits are folded into the next one, so a burst costs one allocation.
 
 A cycle: the dispatcher's budgets → the site's snapshot → `allocate` (fair shares) → the pacer (what
 to command now) → the dispatcher.
@@ -25,7 +26,7 @@ from controller.allocation import Allocation, SiteSnapshot, allocate
 from controller.dispatch import Dispatcher
 from controller.pacing import DispatchState, Paced, Pacer
 from controller.site.snapshot import SiteState
-from drivers.contracts import ChargerEvent, ChargerStatus, Clock, MeterReading
+from drivers.contracts import ChargerEvent, ChargerStatus, Clock, EnergySample, MeterReading
 
 log = structlog.get_logger("loop")
 
@@ -37,7 +38,7 @@ class Cycle:
     number: int
     snapshot: SiteSnapshot
     allocation: Allocation
-    trigger: str  # "meter", "charger", "tick" or "dispatch"
+    trigger: str  # "meter", "charger" (a change), "report" (measurements only), "tick" or "dispatch"
     started_mono: float
     compute_s: float  # wall-clock seconds spent (for the benchmark and `sitectl status`)
     paced: Mapping[str, Paced] = field(default_factory=dict)
@@ -67,10 +68,12 @@ class ControlLoop:
         self._observers = list(observers)
         self._inbox: list[MeterReading | ChargerEvent] = []
         self._wake = asyncio.Event()
-        self._meter_waiting = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._last_started_mono: float | None = None
         self._trigger = "tick"
         self._online: dict[str, bool] = {}
+        # per charger: online, and (state, vehicle, transaction) as last reported to a sink
+        self._seen: dict[str, tuple[bool, tuple[object, ...]]] = {}
         self.cycles = 0
         self.errors = 0
         self.last: Cycle | None = None
@@ -81,19 +84,37 @@ class ControlLoop:
         self._inbox.append(reading)
         self._trigger = "meter"
         self._wake.set()
-        self._meter_waiting.set()
+        self._urgent.set()
 
     def charger_sink(self, event: ChargerEvent) -> None:
         self._inbox.append(event)
-        if self._trigger != "meter":
-            self._trigger = "charger"
+        if self._news(event):
+            if self._trigger != "meter":
+                self._trigger = "charger"
+            self._urgent.set()
+        elif self._trigger == "tick":
+            self._trigger = "report"
         self._wake.set()
+
+    def _news(self, event: ChargerEvent) -> bool:
+        """A change the allocation must see now: a car's state, a charger gone, a transaction.
+        A report that only refreshes the measurements (MeterValues) is not; it waits its turn."""
+        if not isinstance(event, ChargerStatus):
+            return not isinstance(event, EnergySample)
+        seen = (event.state, event.vehicle_connected, event.transaction_id)
+        before = self._seen.get(event.charger_id)
+        self._seen[event.charger_id] = (event.online, seen)
+        if before is None:
+            return True
+        was_online, was_seen = before
+        return was_seen != seen or (was_online and not event.online)
 
     def poke(self) -> None:
         """The dispatcher learnt something (an ack or a failure): budgets may have changed."""
-        if self._trigger == "tick":
+        if self._trigger in ("tick", "report"):
             self._trigger = "dispatch"
         self._wake.set()
+        self._urgent.set()
 
     def add_observer(self, observer: CycleObserver) -> None:
         self._observers.append(observer)
@@ -105,10 +126,10 @@ class ControlLoop:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._clock.loop_seconds(self._tick_s)):
                     await self._wake.wait()
-            if self._trigger in ("charger", "dispatch"):
+            if self._trigger == "report":
                 await self._hold_off()
             self._wake.clear()
-            self._meter_waiting.clear()
+            self._urgent.clear()
             trigger, self._trigger = self._trigger, "tick"
             try:
                 self.cycle(trigger)
@@ -119,7 +140,7 @@ class ControlLoop:
                 log.exception("loop.cycle_failed", trigger=trigger)
 
     async def _hold_off(self) -> None:
-        """Wait out the rest of `min_gap_s` since the last cycle, unless a meter reading arrives."""
+        """Wait out the rest of `min_gap_s` since the last cycle, unless something urgent arrives."""
         if self._last_started_mono is None:
             return
         remaining_s = self._last_started_mono + self._min_gap_s - self._clock.monotonic()
@@ -127,7 +148,7 @@ class ControlLoop:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._clock.loop_seconds(remaining_s)):
-                await self._meter_waiting.wait()
+                await self._urgent.wait()
 
     def cycle(self, trigger: str = "tick") -> Cycle:
         started = time.perf_counter()

@@ -109,7 +109,7 @@ def drawing_a(cycle: Cycle, charger_id: str) -> tuple[float | None, ...]:
     return vehicle.drawing_a
 
 
-async def test_a_stream_of_charger_reports_costs_one_cycle_per_gap(tmp_path: Path) -> None:
+async def test_a_stream_of_measurement_reports_costs_one_cycle_per_gap(tmp_path: Path) -> None:
     async with running(tmp_path, min_gap_s=0.2) as rig:
         sent = 0
         started = rig.clock.monotonic()
@@ -118,8 +118,6 @@ async def test_a_stream_of_charger_reports_costs_one_cycle_per_gap(tmp_path: Pat
             rig.loop.charger_sink(
                 status("three", ConnectorState.CHARGING, measured, seen_s=rig.clock.monotonic())
             )
-            if sent % 7 == 0:
-                rig.loop.poke()  # an acknowledgement: the same rule
             sent += 1
             await asyncio.sleep(0.005)
         elapsed_s = rig.clock.monotonic() - started
@@ -131,12 +129,17 @@ async def test_a_stream_of_charger_reports_costs_one_cycle_per_gap(tmp_path: Pat
     assert 2 <= len(rig.cycles) <= elapsed_s / 0.2 + 2
     for earlier, later in zip(rig.cycles, rig.cycles[1:], strict=False):
         assert later.started_mono - earlier.started_mono >= 0.2 - 1e-9
-    assert {c.trigger for c in rig.cycles} <= {"charger", "dispatch"}
+    # The first report is news (nothing was known of the charger); the rest only measurements.
+    assert rig.cycles[0].trigger == "charger"
+    assert {c.trigger for c in rig.cycles[1:]} == {"report"}
 
 
 async def test_a_meter_reading_cuts_the_gap_short_and_runs_the_folded_reports(tmp_path: Path) -> None:
     # A gap far longer than the test: only the meter can cause the second cycle.
     async with running(tmp_path, min_gap_s=3600.0) as rig:
+        rig.loop.charger_sink(
+            status("three", ConnectorState.CHARGING, (5.0, 5.0, 5.0), seen_s=rig.clock.monotonic())
+        )
         rig.loop.meter_sink(reading(rig.clock, 20.0))
         await cycles_reach(rig, 1)
         assert rig.cycles[0].trigger == "meter"
@@ -167,3 +170,28 @@ async def test_a_tick_runs_when_nothing_arrives(tmp_path: Path) -> None:
     async with running(tmp_path, min_gap_s=3600.0, tick_s=0.05) as rig:
         await cycles_reach(rig, 3)
     assert {c.trigger for c in rig.cycles} == {"tick"}
+
+
+async def test_a_state_change_or_a_charger_gone_runs_a_cycle_inside_the_gap(tmp_path: Path) -> None:
+    async with running(tmp_path, min_gap_s=3600.0) as rig:
+        rig.loop.meter_sink(reading(rig.clock, 20.0))
+        await cycles_reach(rig, 1)
+        now = rig.clock.monotonic
+        rig.loop.charger_sink(status("three", ConnectorState.SUSPENDED_EV, (0.0, 0.0, 0.0), seen_s=now()))
+        await cycles_reach(rig, 2)  # the first word from a charger
+        rig.loop.charger_sink(status("three", ConnectorState.SUSPENDED_EV, (0.1, 0.0, 0.0), seen_s=now()))
+        rig.loop.charger_sink(status("three", ConnectorState.CHARGING, (9.0, 9.0, 9.0), seen_s=now()))
+        await cycles_reach(rig, 3)  # the car started: folded with the report before it
+        assert drawing_a(rig.cycles[2], "three") == (9.0, 9.0, 9.0)
+        rig.loop.charger_sink(
+            status("three", ConnectorState.CHARGING, (9.0, 9.0, 9.0), seen_s=now(), online=False)
+        )
+        await cycles_reach(rig, 4)  # gone: budgeted at its maximum from now
+        rig.loop.charger_sink(status("three", ConnectorState.CHARGING, (9.0, 9.0, 9.0), seen_s=now()))
+        rig.loop.poke()  # an acknowledgement that changed a budget
+        await cycles_reach(rig, 5)
+        rig.loop.charger_sink(status("three", ConnectorState.CHARGING, (8.0, 8.0, 8.0), seen_s=now()))
+        await asyncio.sleep(0.2)
+    # Back online with nothing else new, then a measurement only: neither is worth a cycle of its own.
+    assert len(rig.cycles) == 5
+    assert [c.trigger for c in rig.cycles] == ["meter", "charger", "charger", "charger", "dispatch"]

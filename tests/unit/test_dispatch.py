@@ -175,11 +175,15 @@ async def test_a_lapsed_lease_counts_the_safe_current_it_fell_back_to() -> None:
 async def test_lease_is_refreshed_at_half_life_with_the_same_value() -> None:
     async with rig("A") as r:
         await r.at({"A": 10.0})
+        woken = len(r.changes)  # the first acknowledgement did change the budget
         await r.clock.sleep(CONFIG.lease_s * 1.6)
         calls = r.calls("A")
         assert len(calls) >= 2
         assert all(c.current_a == 10.0 for c in calls)
         assert r.dispatcher.counters.refreshes >= 2
+        # A refresh acknowledged at the value held changes no budget: the loop is not woken for it.
+        assert woken >= 1
+        assert r.changes[woken:] == []
 
 
 async def test_a_lower_value_wanted_behind_an_increase_in_flight_is_a_pending_decrease() -> None:
