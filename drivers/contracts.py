@@ -142,7 +142,10 @@ class ChargerStatus:
     id_tag: str | None = None
     transaction_id: str | None = None
     applied_limit_a: float | None = None
-    last_seen: ReceiveTime | None = None
+    last_seen: ReceiveTime | None = None  # any message from the charger
+    # When `measured_current_a` was last reported (a report may repeat the same values): a
+    # consumer can tell a fresh reading that shows no change from no reading at all.
+    currents_received: ReceiveTime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ async def apply_samples(
     for sample in sorted(samples, key=lambda s: s.timestamp_utc):
         if any(c is not None for c in sample.currents_a):
             connector.currents_a = sample.currents_a
+            connector.currents_received = received
         if sample.power_w is not None:
             connector.power_w = sample.power_w
         if sample.energy_wh is not None:
@@ -133,6 +134,7 @@ class V16Handlers(CommonHandlers):
             station.transaction_gone(connector, f"StatusNotification {payload['status']}")
         if connector.state is ConnectorState.AVAILABLE:
             connector.currents_a = (None, None, None)
+            connector.currents_received = None
         station.emit_status(connector)
         return {}
 

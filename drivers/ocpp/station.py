@@ -111,6 +111,7 @@ class Connector:
     connector_id: int
     state: ConnectorState = ConnectorState.UNKNOWN
     currents_a: PerTerminal = (None, None, None)
+    currents_received: ReceiveTime | None = None
     energy_wh: float | None = None
     power_w: float | None = None
     id_tag: str | None = None
@@ -171,6 +172,7 @@ class Station:
             # now: unknown until the charger reports on this connection. A stale reading would be
             # subtracted from the meter as a car's current, and the base load read that much low.
             connector.currents_a = (None, None, None)
+            connector.currents_received = None
             connector.power_w = None
             self.emit_status(connector)
         spawn(provisioning.provision_unless_booted(self), f"ocpp-boot-wait-{self.identity}")
@@ -197,6 +199,7 @@ class Station:
             transaction_id=connector.transaction_id,
             applied_limit_a=connector.applied_limit_a,
             last_seen=connector.last_seen,
+            currents_received=connector.currents_received,
         )
 
     def emit_status(self, connector: Connector) -> None:

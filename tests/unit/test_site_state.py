@@ -91,6 +91,8 @@ def status(
         measured_current_a=measured,
         transaction_id="7" if state is not ConnectorState.AVAILABLE else None,
         last_seen=ReceiveTime(seen_s, T0),
+        # As the OCPP driver does: the time of the last report of currents, also a repeated one.
+        currents_received=ReceiveTime(seen_s, T0) if any(v is not None for v in measured) else None,
     )
 
 
@@ -377,6 +379,42 @@ def test_the_base_load_is_held_while_a_raised_car_is_unreported(tmp_path: Path) 
     snap = site.snapshot(7.5, T0 + timedelta(seconds=7.5), held({"three": 16.0, "one": 0.0}.get))
     assert not holding(site)
     assert base_at_meters_or_held(snap) == pytest.approx((60.0, 60.0, 60.0), abs=0.1)
+
+
+def test_a_report_that_repeats_the_car_s_current_after_it_could_follow_ends_the_hold(
+    tmp_path: Path,
+) -> None:
+    # Raised from 10 to 16 A, the car stays at 10 A (its own limit): the charger's next report reads
+    # the same as the last. It came after the car could follow, so the readings match again.
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    site.ingest_meter(full_list_w(0.0, (30.0, 30.0, 30.0), 20_700.0))
+    held_base(site, 0.5, 10.0)
+    held_base(site, 1.0, 16.0)
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=4.0))
+    held_base(site, 4.5, 16.0)
+    assert holding(site)  # before the car could follow, the same value proves nothing
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=7.0))
+    held_base(site, 7.5, 16.0)
+    assert not holding(site)
+
+
+def test_a_report_that_shows_the_car_at_its_new_current_ends_the_hold_early(tmp_path: Path) -> None:
+    site = SiteState(settings(tmp_path, "TN"))
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
+    site.ingest_meter(full_list_w(0.0, (30.0, 30.0, 30.0), 20_700.0))
+    held_base(site, 0.5, 10.0)
+    held_base(site, 1.0, 16.0)
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (15.6, 15.4, 15.5), seen_s=3.0))
+    held_base(site, 3.5, 16.0)
+    assert not holding(site)
+    # Shown on one line only (a car whose lines are not all known): not yet.
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (15.6, 15.4, 15.5), seen_s=10.0))
+    held_base(site, 10.5, 10.0)
+    held_base(site, 11.0, 20.0)
+    site.ingest_charger(status("three", ConnectorState.CHARGING, (19.8, 15.4, 15.5), seen_s=12.0))
+    held_base(site, 12.5, 20.0)
+    assert holding(site)
 
 
 def test_a_car_that_does_not_take_its_increase_explains_nothing(tmp_path: Path) -> None:
