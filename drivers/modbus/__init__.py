@@ -1,0 +1,1 @@
+"""Modbus TCP and RTU: device templates (config/devices/), register codec, bus handling."""
