@@ -54,7 +54,7 @@ class MemoryOutput:
         self.closed = True
 
 
-def _make_raw(fd: int) -> None:
+def make_raw(fd: int) -> None:
     """cfmakeraw on the slave: 8 data bits, no parity, and above all no CR/LF translation, which
     would insert or swallow 0x0D/0x0A bytes inside binary frames."""
     attrs = termios.tcgetattr(fd)
@@ -121,7 +121,7 @@ class PtyOutput:
             return
         master, slave = os.openpty()
         try:
-            _make_raw(slave)
+            make_raw(slave)
             os.set_blocking(master, False)
             slave_path = os.ttyname(slave)
             if self.link_path is not None:
