@@ -92,11 +92,15 @@ class ReadBlock:
         return words[offset : offset + spec.count]
 
 
-def plan_reads(template: DeviceTemplate, meanings: Iterable[str], *, max_gap: int = 8) -> list[ReadBlock]:
+def plan_reads(
+    template: DeviceTemplate, meanings: Iterable[str], *, max_gap: int | None = None
+) -> list[ReadBlock]:
     """The meanings' registers grouped into read requests: neighbours in one table share a request
-    when the registers between them are no more than `max_gap` (a gap costs 2 bytes a register,
+    when the registers between them are no more than `max_gap` (default: the template's
+    `max_read_gap`; a gap costs 2 bytes a register,
     a request its own header, CRC and 3.5-character silences on RTU), never beyond 125 registers.
     Write-only registers are left out: reading them is an exception response."""
+    gap = template.device.max_read_gap if max_gap is None else max_gap
     spans = sorted(
         (entry.table, entry.address, entry.address + entry.spec(name).count, name)
         for name in set(meanings)
@@ -109,7 +113,7 @@ def plan_reads(template: DeviceTemplate, meanings: Iterable[str], *, max_gap: in
         if current:
             table, start = current[0][0], current[0][1]
             end = max(s[2] for s in current)
-            fits = span[0] == table and span[1] - end <= max_gap and span[2] - start <= MAX_READ_REGISTERS
+            fits = span[0] == table and span[1] - end <= gap and span[2] - start <= MAX_READ_REGISTERS
             if not fits:
                 blocks.append(_block(current))
                 current = []

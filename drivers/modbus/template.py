@@ -106,6 +106,9 @@ class DeviceSection(_Model):
     identification_unit_id: int | None = Field(default=None, ge=0, le=255)
     """Where the identification registers (serial, firmware, model) are served when that is not
     `unit_id` (Alfen: 200)."""
+    max_read_gap: int = Field(default=0, ge=0, le=32)
+    """Registers between two values that one read request may span. 0 unless the document says the
+    device answers reads across unused addresses (many answer them with an exception)."""
     notes: str = ""
 
 

@@ -79,6 +79,7 @@ class TcpEndpoint:
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
@@ -98,10 +99,11 @@ class TcpEndpoint:
     ) -> None:
         if self._server is not None:
             self._server.close()
+        # Closing the connections ends their tasks (a cancelled stream task is logged by asyncio).
+        for writer in list(self._writers):
+            writer.close()
         for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(Exception):
                 await task
         if self._server is not None:
             await self._server.wait_closed()
@@ -110,6 +112,7 @@ class TcpEndpoint:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        self._writers.add(writer)
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -130,6 +133,7 @@ class TcpEndpoint:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+            self._writers.discard(writer)
             if task is not None:
                 self._tasks.discard(task)
 

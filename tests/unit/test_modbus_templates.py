@@ -80,12 +80,21 @@ def test_energy_comes_in_watt_hours_whatever_unit_the_device_uses() -> None:
 
 def test_a_poll_is_a_few_requests_and_leaves_write_only_registers_out() -> None:
     abb = templates()["abb_terra_ac"]
+    # By default only neighbours share a request (0x4008-0x400B, 0x4018-0x401B are not in the
+    # template) ...
     blocks = plan_reads(abb, abb.registers)
-    assert all(0x4100 not in range(b.start, b.start + b.count) for b in blocks)
-    assert len(blocks) == 1 and blocks[0].start == 0x4000
+    assert [(b.start, b.count) for b in blocks] == [(0x4000, 8), (0x400C, 12), (0x401C, 4)]
+    # ... and where a device answers across gaps, one request takes them all; never the
+    # write-only set-current register.
+    (block,) = plan_reads(abb, abb.registers, max_gap=8)
+    assert (block.start, block.count) == (0x4000, 32)
     sdm = templates()["eastron_sdm630"]
     blocks = plan_reads(sdm, ["current_l1", "current_l2", "current_l3", "voltage_l1", "power"])
-    assert [(b.table, b.start, b.count) for b in blocks] == [(Table.INPUT, 0, 12), (Table.INPUT, 0x34, 2)]
+    assert [(b.table, b.start, b.count) for b in blocks] == [
+        (Table.INPUT, 0, 2),
+        (Table.INPUT, 6, 6),
+        (Table.INPUT, 0x34, 2),
+    ]
 
 
 def test_a_block_answer_decodes_by_meaning_and_names_what_did_not() -> None:
