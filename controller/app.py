@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -23,17 +22,19 @@ from controller.commands import SiteCommandHandler
 from controller.dispatch import ChargerLimits, DispatchConfig, Dispatcher
 from controller.localapi.server import ControlServer, MethodRegistry
 from controller.loop import ControlLoop
+from controller.modbus_site import ModbusSite, build_modbus_site
+from controller.ocpp_site import charge_points
 from controller.pacing import Pacer, PacingConfig
 from controller.reporting import CycleReporter
 from controller.sdnotify import SystemdNotifier, run_watchdog
 from controller.sessions import Ledger, OcppTransactionIds, SessionRecorder
 from controller.sessions.intake import SessionIntake
-from controller.settings import ChargerSection, SiteSettings
+from controller.settings import SiteSettings
 from controller.site.snapshot import SiteState
 from controller.uplink import Uplink, UplinkConfig
 from drivers.contracts import ChargerEvent, Clock, CurrentLimiter, MeterReading
 from drivers.han import HanReader
-from drivers.ocpp import CentralSystem, ChargePointConfig, ChargerHandle, CsmsConfig, LocalAuthList, Quirks
+from drivers.ocpp import CentralSystem, ChargerHandle, CsmsConfig, LocalAuthList
 from drivers.ocpp.config import SecurityProfile
 
 log = structlog.get_logger("app")
@@ -123,17 +124,13 @@ class Daemon:
         self.intake: SessionIntake | None = None
         self.uplink: Uplink | None = None
         self.site: SiteState | None = None
+        self.modbus: ModbusSite | None = None
         self.ready = asyncio.Event()
 
     # ----------------------------------------------------------------------------------- running
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        unsupported = [c.id for c in settings.chargers if c.protocol != "ocpp"]
-        if unsupported:
-            # No Modbus driver yet: such a charger cannot be commanded, so it is budgeted as an
-            # offline charger at its maximum (it never reports, so it never counts as online).
-            log.error("app.charger_protocol_not_supported", chargers=unsupported, protocol="modbus")
         zone = ZoneInfo(settings.site.timezone)
         async with contextlib.AsyncExitStack() as stack:
             ledger = await stack.enter_async_context(await Ledger.open(settings.storage.path))
@@ -153,7 +150,12 @@ class Daemon:
             if csms is not None:
                 handles = {cid: csms.charger(cid) for cid in csms.charger_ids()}
                 await self._resume_transactions(ledger, csms)
-            limiters: dict[str, CurrentLimiter] = dict(handles)
+            modbus = build_modbus_site(
+                settings, self.clock, sink=self._charger_sink, record=self._record_charger_event
+            )
+            self.modbus = modbus
+            await self._resume_modbus_sessions(ledger, modbus)
+            limiters: dict[str, CurrentLimiter] = {**handles, **modbus.chargers}
             policy = settings.policy
             dispatcher = Dispatcher(
                 limiters,
@@ -225,6 +227,10 @@ class Daemon:
                     tasks.create_task(dispatcher.run(), name="dispatcher")
                     if self.han is not None:
                         tasks.create_task(self.han.run(), name="han-reader")
+                    for key, bus in modbus.buses.items():
+                        tasks.create_task(bus.run(), name=f"modbus-bus:{key}")
+                    for charger_id, driver in modbus.chargers.items():
+                        tasks.create_task(driver.run(), name=f"modbus:{charger_id}")
                     tasks.create_task(run_watchdog(self.notifier, self._healthy), name="watchdog")
                     loop.cycle("start")
                     self.notifier.ready(f"{len(settings.chargers)} chargers configured")
@@ -296,12 +302,14 @@ class Daemon:
             record=self._record_charger_event,
         )
 
-    @staticmethod
-    async def _resume_transactions(ledger: Ledger, csms: CentralSystem) -> None:
+    async def _resume_transactions(self, ledger: Ledger, csms: CentralSystem) -> None:
         """Sessions open in the ledger stay open across a restart: their chargers know them again
         and are asked about them when they reconnect (DESIGN §6)."""
         known = set(csms.charger_ids())
+        modbus = {c.id for c in self.settings.chargers if c.protocol == "modbus"}
         for session in await ledger.open_sessions():
+            if session.charger_id in modbus:
+                continue  # _resume_modbus_sessions
             if session.charger_id not in known:
                 log.warning("app.open_session_without_charger", charger=session.charger_id)
                 continue
@@ -309,6 +317,17 @@ class Daemon:
                 session.charger_id, session.transaction_id, session.id_tag, session.meter_start_wh
             )
             log.info("app.session_resumed", charger=session.charger_id, session_id=str(session.session_id))
+
+    @staticmethod
+    async def _resume_modbus_sessions(ledger: Ledger, modbus: ModbusSite) -> None:
+        """A Modbus charger's open session goes on, or ends at its first poll if the car left."""
+        for session in await ledger.open_sessions():
+            driver = modbus.chargers.get(session.charger_id)
+            if driver is not None:
+                driver.transactions.resume(session.transaction_id, session.id_tag, session.meter_start_wh)
+                log.info(
+                    "app.session_resumed", charger=session.charger_id, session_id=str(session.session_id)
+                )
 
     def _uplink_config(self) -> UplinkConfig:
         settings = self.settings
@@ -350,18 +369,18 @@ class Daemon:
 
     async def _push_safe_limits(self) -> None:
         """SIGTERM: every connected charger to its safe current now, rather than at lease expiry."""
-        if self.csms is None:
-            return
-        safe = {c.id: c.safe_current_a for c in self.settings.chargers if c.protocol == "ocpp"}
-        connected = set(self.csms.connected_identities())
-        targets = {
-            cid: current_a for cid, current_a in safe.items() if _identity(self.settings, cid) in connected
-        }
+        targets: dict[str, CurrentLimiter] = {}
+        if self.csms is not None:
+            connected = set(self.csms.connected_identities())
+            for charger in self.settings.chargers:
+                if charger.protocol == "ocpp" and charger.identity in connected:
+                    targets[charger.id] = self.csms.charger(charger.id)
+        if self.modbus is not None:
+            targets |= {cid: d for cid, d in self.modbus.chargers.items() if d.provisioned}
 
-        async def push(charger_id: str, current_a: float) -> None:
-            assert self.csms is not None
-            handle = self.csms.charger(charger_id)
-            result = await handle.set_current(
+        async def push(charger_id: str, limiter: CurrentLimiter) -> None:
+            current_a = self.settings.charger(charger_id).safe_current_a
+            result = await limiter.set_current(
                 current_a, lease_s=self.settings.policy.lease_s, timeout_s=self.tuning.command_timeout_s
             )
             log.info(
@@ -370,7 +389,7 @@ class Daemon:
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.clock.loop_seconds(self.tuning.shutdown_timeout_s)):
-                await asyncio.gather(*(push(c, a) for c, a in targets.items()), return_exceptions=True)
+                await asyncio.gather(*(push(c, h) for c, h in targets.items()), return_exceptions=True)
 
     def _healthy(self) -> bool:
         loop = self.loop
@@ -387,42 +406,3 @@ class _Stop(Exception):
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-def _identity(settings: SiteSettings, charger_id: str) -> str:
-    return settings.charger(charger_id).identity
-
-
-def charge_points(settings: SiteSettings) -> list[ChargePointConfig]:
-    """Group the site's OCPP charging points by identity (one charger, several connectors)."""
-    groups: dict[str, list[ChargerSection]] = defaultdict(list)
-    for charger in settings.chargers:
-        if charger.protocol == "ocpp":
-            groups[charger.identity].append(charger)
-    points = []
-    for identity, members in groups.items():
-        first = members[0]
-        points.append(
-            ChargePointConfig(
-                identity=identity,
-                connectors={c.connector: c.id for c in members},
-                password_hash=first.password_hash,
-                safe_current_a=min(c.safe_current_a for c in members),
-                max_current_a=max(c.max_a for c in members),
-                phases=settings.charger_phases(first),
-                quirks=quirks(first.quirks, settings.grid.nominal_voltage_v),
-            )
-        )
-    return points
-
-
-def quirks(values: Mapping[str, bool | int | float | str], nominal_voltage_v: float) -> Quirks:
-    relaxed = values.get("relaxed_actions", "")
-    phase = values.get("phase_to_use")
-    return Quirks(
-        stack_level_zero_only=bool(values.get("stack_level_zero_only", False)),
-        limit_in_watts=bool(values.get("limit_in_watts", False)),
-        nominal_voltage_v=nominal_voltage_v,
-        relaxed_actions=tuple(a.strip() for a in str(relaxed).split(",") if a.strip()),
-        phase_to_use=int(phase) if isinstance(phase, int | float) and not isinstance(phase, bool) else None,
-    )

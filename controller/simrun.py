@@ -114,11 +114,11 @@ def daemon_config(
 def write_daemon_config(config: Mapping[str, Any], path: Path) -> Path:
     """Write the configuration as TOML and check it as the daemon will, fail-safe budget included
     (raises ConfigError)."""
-    from controller.allocation.settings_check import failsafe_budget_problems
     from controller.settings import load_settings
+    from controller.site_checks import site_checks
 
     path.write_text(tomli_w.dumps(_toml_ready(config)), encoding="utf-8")
-    load_settings(path, {}, failsafe_budget_check=failsafe_budget_problems)
+    load_settings(path, {}, failsafe_budget_check=site_checks)
     return path
 
 

@@ -59,7 +59,7 @@ CHARGER_KEYS = frozenset(
 )
 SITE_TABLES = ("site", "grid", "policy", "meter", "fuses", "chargers")
 """Site sections the simulator reads (policy only to hand it on to a daemon under test)."""
-IGNORED_SITE_TABLES = ("ocpp", "mqtt", "authorization", "storage", "control", "log")
+IGNORED_SITE_TABLES = ("ocpp", "mqtt", "authorization", "storage", "control", "log", "modbus")
 """Site sections that describe the box, not the garage: ignored by the simulator."""
 SIM_TABLES = (
     "scenario",

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def settings_snapshot(settings: SiteSettings) -> SiteSnapshot:
-    """The configured site as a snapshot without meters or cars."""
+def settings_snapshot(settings: SiteSettings, at_max: frozenset[str] = frozenset()) -> SiteSnapshot:
+    """The configured site as a snapshot without meters or cars; the chargers in `at_max` (no
+    fail-safe: they keep whatever they had) count at their maximum as their safe current."""
     policy = settings.policy
     return SiteSnapshot(
         now=_EPOCH,
@@ -38,7 +39,7 @@ def settings_snapshot(settings: SiteSettings) -> SiteSnapshot:
                 lines=tuple(c.lines),
                 max_a=c.max_a,
                 min_a=c.min_a,
-                safe_current_a=c.safe_current_a,
+                safe_current_a=c.max_a if c.id in at_max else c.safe_current_a,
             )
             for c in settings.chargers
         ),
@@ -52,8 +53,10 @@ def settings_snapshot(settings: SiteSettings) -> SiteSnapshot:
     )
 
 
-def failsafe_budget_problems(settings: SiteSettings) -> list[ConfigProblem]:
-    check = check_failsafe_budget(settings_snapshot(settings))
+def failsafe_budget_problems(
+    settings: SiteSettings, at_max: frozenset[str] = frozenset()
+) -> list[ConfigProblem]:
+    check = check_failsafe_budget(settings_snapshot(settings, at_max))
     index = {f.id: i for i, f in enumerate(settings.fuses)}
     margin = settings.policy.safety_margin_a
     problems = []
@@ -66,7 +69,13 @@ def failsafe_budget_problems(settings: SiteSettings) -> list[ConfigProblem]:
                 ("fuses", index[fuse_id]),
                 f"fail-safe budget: every charger at its safe current plus base load puts {amps:.1f} A"
                 f" on {line} of fuse {fuse_id!r}, over its {load.limit_a:g} A less the {margin:g} A"
-                " safety margin",
+                f" safety margin{_at_max_note(at_max)}",
             )
         )
     return problems
+
+
+def _at_max_note(at_max: frozenset[str]) -> str:
+    if not at_max:
+        return ""
+    return f" ({', '.join(sorted(at_max))} counted at their maximum: no fail-safe)"

@@ -83,9 +83,9 @@ def _adopt(args: argparse.Namespace) -> int:
     import sys
     from datetime import UTC, datetime
 
-    from controller.allocation.settings_check import failsafe_budget_problems
     from controller.settings import ConfigError, load_settings
     from controller.settings.edit import check_text, replace_file, with_table
+    from controller.site_checks import site_checks
     from drivers.ocpp.passwords import PasswordError, generate_password, hash_password
 
     def fail(message: str, code: int = 2) -> int:
@@ -138,7 +138,7 @@ def _adopt(args: argparse.Namespace) -> int:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     changed = with_table(text, "chargers", entry, comment=f"adopted with sitectl {stamp}")
     try:
-        check_text(changed, path, env, failsafe_budget_check=failsafe_budget_problems)
+        check_text(changed, path, env, failsafe_budget_check=site_checks)
     except ConfigError as exc:
         return fail(f"not adopted, {path} is unchanged: the site would be invalid\n{exc}")
     try:

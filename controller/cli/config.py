@@ -41,9 +41,9 @@ def _check(args: argparse.Namespace) -> int:
 
     env = dict(os.environ)
     try:
-        from controller.allocation.settings_check import failsafe_budget_problems
+        from controller.site_checks import site_checks
 
-        settings = load_settings(args.file, env, failsafe_budget_check=failsafe_budget_problems)
+        settings = load_settings(args.file, env, failsafe_budget_check=site_checks)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -53,6 +53,8 @@ def _check(args: argparse.Namespace) -> int:
     overrides = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and "__" in k)
     if overrides:
         print(f"  environment overrides: {', '.join(overrides)}")
+    for line in modbus_summary(settings):
+        print(f"  {line}")
     print("  fail-safe budget: fits (every charger at its safe current plus the configured base load)")
     for warning in missing_files(settings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -89,6 +91,30 @@ def summary(settings: SiteSettings) -> list[str]:
         f"mqtt: {mqtt.url}, prefix {mqtt.prefix}" if mqtt else "mqtt: off (sessions wait in the outbox)"
     )
     lines.append(f"storage: {settings.storage.path}; control socket: {settings.control.socket_path}")
+    return lines
+
+
+def modbus_summary(settings: SiteSettings) -> list[str]:
+    """Each Modbus charger's template and fail-safe, as the daemon will drive it."""
+    from controller.modbus_site import load_modbus_templates, unit_id
+
+    templates, _ = load_modbus_templates(settings)
+    lines = []
+    for charger in settings.chargers:
+        template = templates.get(charger.id)
+        if template is None or charger.modbus is None:
+            continue
+        failsafe = template.failsafe
+        if failsafe is None or not template.has_failsafe:
+            how = "no fail-safe: counted at its maximum in the fail-safe budget"
+        else:
+            how = f"fail-safe {failsafe.kind.value}" + (
+                f", {failsafe.timeout_s:g} s" if failsafe.timeout_s is not None else ""
+            )
+        lines.append(
+            f"modbus {charger.id}: {template.name} ({charger.modbus.register_map}) on "
+            f"{charger.modbus.endpoint} unit {unit_id(charger, template)}; {how}"
+        )
     return lines
 
 

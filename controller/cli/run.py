@@ -32,18 +32,18 @@ def _run(args: argparse.Namespace) -> int:
 
     import structlog
 
-    from controller.allocation.settings_check import failsafe_budget_problems
     from controller.app import Daemon, serve
     from controller.logs import configure_logging
     from controller.runtime import tune_garbage_collector
     from controller.sdnotify import SystemdNotifier
     from controller.sessions import LedgerError
     from controller.settings import ConfigError, SiteSettings, load_settings
+    from controller.site_checks import site_checks
     from drivers.clock import ScaledClock, SystemClock
     from drivers.contracts import Clock
 
     def load() -> SiteSettings:
-        return load_settings(args.config, dict(os.environ), failsafe_budget_check=failsafe_budget_problems)
+        return load_settings(args.config, dict(os.environ), failsafe_budget_check=site_checks)
 
     try:
         settings = load()

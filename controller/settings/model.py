@@ -15,6 +15,7 @@ from controller.settings.sections import (
     GridSection,
     LogSection,
     MeterSection,
+    ModbusDefaultsSection,
     MqttSection,
     OcppSection,
     PolicySection,
@@ -57,6 +58,8 @@ class SiteSettings(BaseSettings):
     """Absent: no OCPP listener (a Modbus-only site)."""
     chargers: tuple[ChargerSection, ...] = ()
     """[[chargers]]: the charging points (none: every charger must be adopted)."""
+    modbus: ModbusDefaultsSection = ModbusDefaultsSection()
+    """[modbus]: the Modbus master; every key has a default."""
     mqtt: MqttSection | None = None
     """Absent: no uplink; sessions wait in the outbox."""
     authorization: AuthorizationSection = AuthorizationSection()

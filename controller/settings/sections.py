@@ -217,11 +217,16 @@ class ModbusSection(Section):
     """Where the charger's Modbus server is: `tcp://host:port` (Modbus TCP) or
     `rtu:///dev/ttyUSB1?baudrate=9600` (RS-485)."""
 
-    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
-    """Modbus unit (slave) id."""
+    unit_id: Annotated[int, Field(ge=0, le=255)] | None = None
+    """Modbus unit (slave) id; default: the template's (RTU: 1-247; Modbus TCP devices may use 255)."""
 
     register_map: NonEmpty
-    """Name of the register-map template in config/ describing this charger model."""
+    """Name of the device template describing this charger model: a file `<name>.toml` in
+    `[modbus] devices_dir` or among the shipped templates (config/devices/)."""
+
+    accept_no_failsafe: bool = False
+    """true: drive a charger whose template has no fail-safe (it keeps its last setpoint for ever
+    without the controller); it is counted at its maximum in the fail-safe budget."""
 
     @field_validator("endpoint")
     @classmethod
@@ -232,6 +237,23 @@ class ModbusSection(Section):
         if parts.scheme == "rtu" and parts.path:
             return value
         raise ValueError(f"expected tcp://host:port or rtu:///dev/<device>, got {value!r}")
+
+
+class ModbusDefaultsSection(Section):
+    """[modbus]: the Modbus master's settings for every bus."""
+
+    devices_dir: Path | None = None
+    """A directory of device templates (`<name>.toml`) besides the shipped ones; a template here
+    takes the place of a shipped one of the same name."""
+
+    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """How often each Modbus charger is read."""
+
+    timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    """How long one request waits for its answer before the device counts as not answering."""
+
+    stale_after_polls: Annotated[int, Field(ge=1, le=20)] = 3
+    """Failed polls in a row after which a charger is reported offline (budgeted at its maximum)."""
 
 
 class ChargerSection(Section):
