@@ -33,7 +33,17 @@ def text(value: str, length: int) -> list[int]:
 
 def test_every_shipped_template_loads_and_cites_its_document() -> None:
     loaded = templates()
-    assert {"alfen_eve", "abb_terra_ac", "vestel_evc04", "eastron_sdm630"} <= set(loaded)
+    chargers = {n for n, t in loaded.items() if t.device.kind is DeviceKind.CHARGER}
+    meters = {n for n, t in loaded.items() if t.device.kind is DeviceKind.METER}
+    assert {
+        "alfen_eve",
+        "abb_terra_ac",
+        "schneider_evlink_pro_ac",
+        "vestel_evc04",
+        "phoenix_charx_sec",
+        "mennekes_amtron_hcc3",
+    } <= chargers
+    assert {"eastron_sdm630", "carlo_gavazzi_em24", "abb_b23"} <= meters
     for name, template in loaded.items():
         assert template.device.document and template.device.document_version, name
         if template.device.kind is DeviceKind.CHARGER:
@@ -69,6 +79,17 @@ def test_a_reading_outside_the_plausible_range_is_refused_not_used() -> None:
     negative = [int.from_bytes(struct.pack(">d", -5.0)[k : k + 2], "big") for k in range(0, 8, 2)]
     with pytest.raises(BadRegisterValue, match="energy"):
         read_number(alfen, "energy", negative)
+
+
+def test_low_word_first_values_read_as_their_documents_say() -> None:
+    em24 = templates()["carlo_gavazzi_em24"]
+    # 16.000 A as INT32 in mA, low word first: 16000 = 0x00003E80.
+    assert read_number(em24, "current_l1", [0x3E80, 0x0000]) == pytest.approx(16.0)
+    schneider = templates()["schneider_evlink_pro_ac"]
+    high, low = f32(11.04)
+    assert read_number(schneider, "power", [low, high]) == pytest.approx(11_040.0)
+    charx = templates()["phoenix_charx_sec"]
+    assert read_state(charx, text("C", 1)) == "C"
 
 
 def test_energy_comes_in_watt_hours_whatever_unit_the_device_uses() -> None:
