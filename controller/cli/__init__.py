@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.chargers",
     "controller.cli.config",
     "controller.cli.han",
+    "controller.cli.modbus",
     "controller.cli.secret",
     "controller.cli.balance",
     "controller.cli.sim",
