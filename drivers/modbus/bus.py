@@ -163,6 +163,13 @@ class Bus:
                 if busy:
                     await asyncio.sleep(config.busy_retry_s)
                 continue
+            except Exception as exc:  # a transport bug or an OS error must not end the bus task
+                log.exception("modbus.transport_error", bus=self.name, unit=request.unit)
+                lost = NoAnswer(f"transport error: {exc!r}")
+                self._count(request, lost)
+                if not request.answer.done():
+                    request.answer.set_exception(lost)
+                return
             if not request.answer.done():
                 request.answer.set_result(words)
             return

@@ -157,14 +157,19 @@ class ModbusCharger:
     # ------------------------------------------------------------------------------- running
 
     async def run(self) -> None:
-        """Provision, then poll every `poll_interval_s`, until cancelled."""
+        """Provision, then poll every `poll_interval_s` (a fixed cadence: a slow poll does not
+        stretch it, a poll that overruns it starts the next at once), until cancelled."""
+        interval_s = self.config.poll_interval_s
+        due = self._clock.monotonic()
         while True:
             if not self.provisioned:
                 await self._provision()
             if self.provisioned:
                 await self._poll()
                 await self._keep_alive()
-            await self._clock.sleep(self.config.poll_interval_s)
+            now = self._clock.monotonic()
+            due = max(due + interval_s, now) if interval_s > 0 else now
+            await self._clock.sleep(due - now)
 
     async def _provision(self) -> None:
         try:

@@ -126,10 +126,9 @@ class PymodbusTransport:
         if self._client.connected:
             return
         try:
-            async with asyncio.timeout(timeout_s):
-                ok = await self._client.connect()
-        except (TimeoutError, OSError) as exc:
-            raise NoAnswer(f"cannot connect to {self.endpoint}: {exc!r}") from None
+            ok = await _bounded(asyncio.ensure_future(self._client.connect()), timeout_s, "no answer in time")
+        except (NoAnswer, OSError) as exc:
+            raise NoAnswer(f"cannot connect to {self.endpoint}: {exc}") from None
         if not ok:
             raise NoAnswer(f"cannot connect to {self.endpoint}")
 
@@ -156,13 +155,9 @@ class PymodbusTransport:
 
     @staticmethod
     async def _call(request: Any, timeout_s: float) -> Any:
-        try:
-            async with asyncio.timeout(timeout_s + 0.5):  # pymodbus times out first; this is a bound
-                answer = await request
-        except TimeoutError:
-            raise NoAnswer("no answer in time") from None
-        except ModbusException as exc:
-            raise NoAnswer(str(exc)) from None
+        # The request runs as its own task and is abandoned at the deadline: a client that does
+        # not give up by itself (one that swallows the cancellation) must not hold the bus.
+        answer = await _bounded(asyncio.ensure_future(request), timeout_s + 0.5, "no answer in time")
         if isinstance(answer, ExceptionResponse):
             raise ExceptionAnswer(int(answer.exception_code))
         if answer.isError():
@@ -172,3 +167,17 @@ class PymodbusTransport:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
+
+
+async def _bounded(task: asyncio.Future[Any], timeout_s: float, why: str) -> Any:
+    """The task's result, or NoAnswer at the deadline (the task is then cancelled and left: its
+    outcome is fetched when it ends, so asyncio does not log it as never retrieved)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        raise NoAnswer(why)
+    try:
+        return task.result()
+    except (ModbusException, OSError) as exc:
+        raise NoAnswer(str(exc)) from None

@@ -143,8 +143,14 @@ class RtuPty:
     function's length and CRC (a pty has no inter-character timing). A frame with a bad CRC is
     resynchronised on by dropping a byte, as a device that ignores a damaged frame does."""
 
-    def __init__(self, units: Units) -> None:
+    def __init__(self, units: Units, *, line_baud: int | None = None, char_bits: int = 11) -> None:
+        """`line_baud`: emulate an RS-485 line at that speed - each answer waits for the time the
+        request and the answer take on the wire, with the 3.5-character silence before each (a pty
+        itself moves bytes at once)."""
         self.units = units
+        self.line_baud = line_baud
+        self.char_bits = char_bits
+        self.line_s = 0.0  # wire time emulated so far
         self._master: int | None = None
         self._slave: int | None = None
         self.device = ""
@@ -196,13 +202,17 @@ class RtuPty:
                     self._buffer = self._buffer[1:]
                     continue
                 self._buffer = rest
-                await self._answer(frame[0], frame[1:-2])
+                await self._answer(frame[0], frame[1:-2], len(frame))
 
-    async def _answer(self, unit_id: int, pdu: bytes) -> None:
+    async def _answer(self, unit_id: int, pdu: bytes, request_bytes: int) -> None:
         response = await self.units.respond(unit_id, pdu)
         if response is None or self._master is None:
             return
         frame = with_crc(bytes((unit_id,)) + response)
+        if self.line_baud is not None:
+            wire_s = (request_bytes + len(frame) + 7) * self.char_bits / self.line_baud  # + 2 x 3.5 chars
+            self.line_s += wire_s
+            await asyncio.sleep(wire_s)
         faults = self.units.units[unit_id].faults
         if faults.bad_crc:
             frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))

@@ -79,3 +79,29 @@ async def test_a_caller_that_gave_up_is_not_carried_and_a_stopped_bus_fails_the_
         await task
     await asyncio.sleep(0)
     assert waiting.done() and isinstance(waiting.exception(), NoAnswer)
+
+
+class Broken(Recording):
+    """A transport with a bug: its first read raises something that is no Modbus fault."""
+
+    async def read(self, unit: int, table: Table, start: int, count: int, *, timeout_s: float) -> list[int]:
+        if not self.carried:
+            self.carried.append(("read", unit, start))
+            raise RuntimeError("termios said no")
+        return await super().read(unit, table, start, count, timeout_s=timeout_s)
+
+
+async def test_a_transport_error_fails_that_request_and_the_bus_goes_on() -> None:
+    bus = Bus(Broken(), "broken")
+    task = asyncio.ensure_future(bus.run())
+    try:
+        first = asyncio.ensure_future(bus.read(1, Table.HOLDING, 1, 1))
+        second = asyncio.ensure_future(bus.read(1, Table.HOLDING, 2, 1))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert isinstance(results[0], NoAnswer) and "termios said no" in str(results[0])
+    assert results[1] == [2]
+    assert bus.counters.no_answer == 1
