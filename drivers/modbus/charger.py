@@ -53,6 +53,7 @@ POLLED = (
     "energy",
     "session_energy",
     "applied_current",
+    "rfid",
 )
 # A register that reads lower than before by more than this went backwards (float rounding aside).
 BACKWARDS_WH = 1.0
@@ -220,7 +221,12 @@ class ModbusCharger:
         received = self._received()
         energy = self._checked_energy(values)
         state = values.get("vehicle_state")
-        events = self.transactions.observe(state if isinstance(state, str) else None, energy, None, received)
+        rfid = values.get("rfid")
+        id_tag = rfid if isinstance(rfid, str) and rfid else None  # a charger that reads the card
+        events = self.transactions.observe(
+            state if isinstance(state, str) else None, energy, id_tag, received
+        )
+
         for event in events:
             await self._record(event)
         self._last = _Reading(values, received)

@@ -152,6 +152,7 @@ class VestelEvc04(VirtualModbusCharger):
 
     def __init__(self, unit_id: int = 255, **kwargs: Any) -> None:
         super().__init__(unit_id, **kwargs)
+        self.rfid = ""  # the card presented at the charger's reader
         self.bank.writable = {2000, 2002, 5004, 6000}
         self.bank.holding.update({2000: int(self.safe_a), 2002: int(self.timeout_s), 5004: 0, 6000: 0})
 
@@ -173,7 +174,7 @@ class VestelEvc04(VirtualModbusCharger):
         bank.set_words("input", 1020, [*_u32(power_w), *[0] * 14])
         bank.set_words("input", 1036, _u32(int(self.energy_wh / 100)))
         bank.set_words("input", 1502, _u32(round(self.session_wh)))
-        bank.set_words("input", 1516, _text("", 16))
+        bank.set_words("input", 1516, _text(self.rfid, 16))
         bank.holding[5004] = int(self.setpoint_a or 0)
 
     def _on_write(self, address: int, values: list[int]) -> int | None:

@@ -183,3 +183,15 @@ async def test_a_silent_charger_is_reported_offline_and_provisioned_again_when_i
             unit.faults.silent = False
         await until(lambda: r.status.online, 10, "online again")
         assert r.driver.counters.provisioned == 2
+
+
+async def test_a_charger_that_reads_the_card_puts_it_on_the_session() -> None:
+    virtual = VestelEvc04(max_a=16.0, safe_a=0.0, timeout_s=20.0)
+    async with rig("vestel_evc04", virtual) as r:
+        await until(lambda: bool(r.statuses) and r.status.online, 5, "the charger provisioned")
+        virtual.rfid = "04A1B2C3"
+        virtual.plug(PluggedCar(takes_a=16.0))
+        await until(lambda: bool(r.of(TransactionStarted)), 5, "a session started")
+        (started,) = r.of(TransactionStarted)
+        assert started.id_tag == "04A1B2C3"
+        assert r.status.id_tag == "04A1B2C3"
