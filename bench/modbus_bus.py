@@ -7,7 +7,7 @@ bytes at once, so the simulator's end emulates the line: each answer waits for t
 and the answer take on the wire at that baud rate (11 bits a character) plus two 3.5-character
 silences. The drivers (drivers/modbus/charger.py, their real templates) poll as fast as the bus
 allows; the figure is the wire time the bus carried against the elapsed time (1.0: the line never
-idle). Meanwhile a decrease is sent to a random charger every ~0.5 s: latency from the call to its
+idle). Meanwhile a decrease is sent to a random charger every ~0.1 s: latency from the call to its
 acknowledgement, p50 and p99.
 
 TCP: `--tcp-chargers` Vestel EVC04s, each on its own TCP endpoint in a child process (so the figure
@@ -89,7 +89,7 @@ async def rtu_run(devices: int, baud: int, seconds: float) -> dict[str, float]:
             line0, t0 = pty.line_s, time.perf_counter()
             polls0 = sum(d.counters.polls for d in drivers)
             while time.perf_counter() - t0 < seconds:
-                await asyncio.sleep(rng.uniform(0.25, 0.75))
+                await asyncio.sleep(rng.uniform(0.05, 0.15))
                 started = time.perf_counter()
                 result = await rng.choice(drivers).set_current(6.0, lease_s=3600.0)
                 if result.ok:

@@ -9,10 +9,8 @@ shows the session; a site without a meter runs every charger on its safe current
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,14 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from controller.app import Daemon, Tuning
 from controller.authorization import AuthListStore
 from controller.localapi.client import call
 from controller.sessions import Ledger
-from controller.settings import load_settings
 from controller.uplink.topics import Topics
-from drivers.clock import SystemClock
 from drivers.ocpp import LocalAuthList
 from tests.integration.ocpp_support import PASSWORD_HASH, call16, connected, eventually, now_iso
 from tests.support import REPO_ROOT, free_tcp_port, sitectl_argv, subprocess_env
+from tests.support.daemon_rig import daemon_running
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
 
@@ -76,22 +72,6 @@ path = "{folder}/ledger.sqlite"
 [control]
 socket_path = "{folder}/control.sock"
 """
-
-
-@contextlib.asynccontextmanager
-async def daemon_running(site_file: Path) -> AsyncIterator[Daemon]:
-    settings = load_settings(site_file, {})
-    daemon = Daemon(settings, SystemClock(), tuning=Tuning(tick_s=0.5, command_timeout_s=3.0))
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop), name="daemon-under-test")
-    try:
-        async with asyncio.timeout(15):
-            await daemon.ready.wait()
-        yield daemon
-    finally:
-        stop.set()
-        async with asyncio.timeout(20):
-            await task
 
 
 def command(command_id: str, args: dict[str, Any]) -> bytes:

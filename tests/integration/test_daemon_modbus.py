@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from controller.app import Daemon, Tuning
-from controller.settings import load_settings
-from controller.site_checks import site_checks
-from drivers.clock import SystemClock
 from simulator.modbus.chargers import AlfenEve, PluggedCar
 from simulator.modbus.server import TcpEndpoint, Units
+from tests.support.daemon_rig import daemon_running
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.integration]
@@ -60,22 +56,6 @@ path = "{folder}/ledger.sqlite"
 [control]
 socket_path = "{folder}/control.sock"
 """
-
-
-@contextlib.asynccontextmanager
-async def daemon_running(site_file: Path) -> AsyncIterator[Daemon]:
-    settings = load_settings(site_file, {}, failsafe_budget_check=site_checks)
-    daemon = Daemon(settings, SystemClock(), tuning=Tuning(tick_s=0.5, command_timeout_s=3.0))
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop), name="daemon-under-test")
-    try:
-        async with asyncio.timeout(15):
-            await daemon.ready.wait()
-        yield daemon
-    finally:
-        stop.set()
-        async with asyncio.timeout(20):
-            await task
 
 
 async def test_a_modbus_session_is_billed_across_a_restart_of_the_daemon(tmp_path: Path) -> None:
