@@ -34,7 +34,11 @@ def register(subparsers: SubParsers) -> None:
         "read from standard input with --password-stdin) and only its hash is written: set it on the "
         "charger as its OCPP basic-auth password.",
     )
-    adopt.add_argument("identity", metavar="IDENTITY", help="the OCPP identity the charger connects with")
+    adopt.add_argument(
+        "identity",
+        metavar="IDENTITY",
+        help="the OCPP identity the charger connects with (with --modbus: its name)",
+    )
     adopt.add_argument("--config", type=Path, required=True, metavar="FILE", help="site file to change")
     adopt.add_argument("--fuse", required=True, help="id of the fuse the charger hangs on")
     adopt.add_argument(
@@ -51,6 +55,19 @@ def register(subparsers: SubParsers) -> None:
     adopt.add_argument("--connector", type=int, default=None, help="OCPP connector / EVSE id (default 1)")
     adopt.add_argument(
         "--password-stdin", action="store_true", help="read the charger's password on standard input"
+    )
+    adopt.add_argument(
+        "--modbus",
+        metavar="ENDPOINT",
+        help="a Modbus charger at ENDPOINT (tcp://host:port or rtu:///dev/ttyUSB0?baudrate=9600); "
+        "IDENTITY is then its name; needs --template",
+    )
+    adopt.add_argument("--template", help="its device template (config/devices/<name>.toml)")
+    adopt.add_argument("--unit", type=int, help="its Modbus unit id (default: the template's)")
+    adopt.add_argument(
+        "--accept-no-failsafe",
+        action="store_true",
+        help="drive a model without a fail-safe (counted at its maximum in the fail-safe budget)",
     )
     adopt.add_argument("--no-reload", action="store_true", help="only change the file")
     adopt.add_argument("--socket", type=Path, help="control socket (default: from the site file)")
@@ -109,10 +126,12 @@ def _adopt(args: argparse.Namespace) -> int:
         if (existing.ocpp_identity or existing.id) == args.identity and existing.connector == connector:
             return fail(f"identity {args.identity!r} connector {connector} is already {existing.id!r}")
 
+    if (args.modbus is None) != (args.template is None):
+        return fail("a Modbus charger needs both --modbus ENDPOINT and --template NAME")
     pending = _pending_identities(args, path)
     entry: dict[str, Any] = {
         "id": charger_id,
-        "protocol": "ocpp",
+        "protocol": "ocpp" if args.modbus is None else "modbus",
         "fuse": args.fuse,
         "lines": args.lines,
         "max_a": args.max_a,
@@ -120,7 +139,7 @@ def _adopt(args: argparse.Namespace) -> int:
     }
     if args.min_a is not None:
         entry["min_a"] = args.min_a
-    if charger_id != args.identity:
+    if charger_id != args.identity and args.modbus is None:
         entry["ocpp_identity"] = args.identity
     if args.connector is not None:
         entry["connector"] = args.connector
@@ -129,7 +148,14 @@ def _adopt(args: argparse.Namespace) -> int:
 
     password: str | None = None
     profile = now.ocpp.security_profile if now.ocpp is not None else 1
-    if profile in (1, 2):
+    if args.modbus is not None:
+        modbus: dict[str, Any] = {"endpoint": args.modbus, "register_map": args.template}
+        if args.unit is not None:
+            modbus["unit_id"] = args.unit
+        if args.accept_no_failsafe:
+            modbus["accept_no_failsafe"] = True
+        entry["modbus"] = modbus
+    elif profile in (1, 2):
         try:
             password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else generate_password()
             entry["password_hash"] = hash_password(password)
@@ -151,7 +177,9 @@ def _adopt(args: argparse.Namespace) -> int:
     print(f"  fuse {args.fuse}, lines {lines}, up to {args.max_a:g} A, safe current {args.safe_a:g} A")
     if password is not None and not args.password_stdin:
         print(f"  password (set it on the charger; only its hash is stored): {password}")
-    if pending is not None and args.identity not in pending:
+    if args.modbus is not None:
+        print(f"  Modbus {args.modbus}, template {args.template}")
+    elif pending is not None and args.identity not in pending:
         print(f"  note: {args.identity} is not waiting as pending; it is taken in when it connects")
     if args.no_reload:
         print("  not reloaded (--no-reload): run `sitectl reload` to take it in")

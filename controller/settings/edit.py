@@ -26,7 +26,11 @@ def with_table(text: str, array: str, entry: Mapping[str, Any], *, comment: str)
     """`text` with one more `[[array]]` table at its end, preceded by a comment line."""
     # Written as a plain `[[array]]` header over `key = value` lines (tomli-w would inline a short
     # array of tables), the way the rest of a hand-written site file looks.
-    table = f"[[{array}]]\n" + tomli_w.dumps(dict(entry))
+    scalars = {k: v for k, v in entry.items() if not isinstance(v, Mapping)}
+    table = f"[[{array}]]\n" + tomli_w.dumps(scalars)
+    for key, value in entry.items():
+        if isinstance(value, Mapping):  # a sub-table of this entry: [array.key]
+            table += f"\n[{array}.{key}]\n" + tomli_w.dumps(dict(value))
     body = text.rstrip("\n")
     return (body + "\n\n" if body else "") + f"# {comment}\n" + table
 

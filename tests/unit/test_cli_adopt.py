@@ -167,3 +167,39 @@ def test_replace_file_keeps_the_old_version(tmp_path: Path) -> None:
     assert path.read_text() == "new\n"
     assert backup.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.toml", "f.toml.bak"]
+
+
+def test_adopt_a_modbus_charger_writes_its_modbus_table_after_the_same_checks(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = "rtu:///dev/ttyUSB1?baudrate=19200"
+    base = ["--lines", "L1,L2,L3", "--max-a", "16", "--safe-a", "6", "--modbus", endpoint]
+    before = site.read_text()
+    # An ABB Terra AC has no fail-safe: refused unless accepted, and the file is left as it was.
+    assert adopt(site, *base, "--template", "abb_terra_ac", "--unit", "3", "--no-reload") == 2
+    assert "has no fail-safe" in capsys.readouterr().err
+    assert site.read_text() == before
+    code = adopt(
+        site, *base, "--template", "abb_terra_ac", "--unit", "3", "--accept-no-failsafe", "--no-reload"
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "password" not in out
+    charger = load_settings(site, {}).charger("CP-02")
+    assert charger.protocol == "modbus" and charger.password_hash is None
+    assert charger.modbus is not None
+    assert (charger.modbus.endpoint, charger.modbus.register_map, charger.modbus.unit_id) == (
+        endpoint,
+        "abb_terra_ac",
+        3,
+    )
+    assert charger.modbus.accept_no_failsafe
+    assert tomllib.loads(site.read_text())["chargers"][-1]["modbus"]["register_map"] == "abb_terra_ac"
+
+
+def test_adopt_a_modbus_charger_needs_its_template(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = adopt(
+        site, "--lines", "L1,L2,L3", "--max-a", "16", "--safe-a", "6", "--modbus", "tcp://10.0.0.9:502"
+    )
+    assert code == 2
+    assert "--template" in capsys.readouterr().err
