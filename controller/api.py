@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,11 @@ def _status(daemon: Daemon) -> dict[str, Any]:
         counters["base_load_held_cycles"] = daemon.site.base_load.held_cycles
     if daemon.csms is not None:
         counters["ocpp"] = dict(daemon.csms.counters)
+    if daemon.modbus is not None and daemon.modbus.buses:
+        counters["modbus"] = {
+            "buses": {key: dataclasses.asdict(bus.counters) for key, bus in daemon.modbus.buses.items()},
+            "chargers": {cid: dataclasses.asdict(d.counters) for cid, d in daemon.modbus.chargers.items()},
+        }
     if daemon.dispatcher is not None:
         c = daemon.dispatcher.counters
         counters["dispatch"] = {

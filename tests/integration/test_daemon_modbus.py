@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.localapi.client import call
 from simulator.modbus.chargers import AlfenEve, PluggedCar
 from simulator.modbus.server import TcpEndpoint, Units
 from tests.support.daemon_rig import daemon_running
@@ -88,6 +89,10 @@ async def test_a_modbus_session_is_billed_across_a_restart_of_the_daemon(tmp_pat
                     return len(await ledger.open_sessions()) == 1
 
                 await until(session_open, 10, "a session open in the ledger")
+                status = await call(tmp_path / "control.sock", "status")
+                modbus = status["counters"]["modbus"]
+                assert modbus["chargers"]["MB-1"]["provisioned"] == 1
+                assert modbus["buses"][f"tcp://127.0.0.1:{endpoint.port}"]["reads"] > 0
                 await asyncio.sleep(1.0)
             # The daemon is down; the car goes on charging at the fall-back, then leaves.
             assert virtual.limit_a == 6.0
