@@ -195,3 +195,16 @@ async def test_a_charger_that_reads_the_card_puts_it_on_the_session() -> None:
         (started,) = r.of(TransactionStarted)
         assert started.id_tag == "04A1B2C3"
         assert r.status.id_tag == "04A1B2C3"
+
+
+async def test_an_energy_register_that_goes_backwards_is_counted_and_not_used() -> None:
+    virtual = AlfenEve(max_a=16.0, safe_a=6.0, timeout_s=60.0)
+    virtual.energy_wh = 50_000.0
+    async with rig("alfen_eve", virtual) as r:
+        await until(lambda: bool(r.statuses) and r.status.online, 5, "the charger provisioned")
+        virtual.plug(PluggedCar(takes_a=16.0))
+        await until(lambda: bool(r.of(TransactionStarted)), 5, "a session started")
+        virtual.energy_wh = 10.0  # a meter swapped or a register reset under a running session
+        await until(lambda: r.driver.counters.bad_values > 0, 5, "the bad register counted")
+        assert r.status.energy_register_wh is not None and r.status.energy_register_wh >= 50_000.0
+        assert all(s.energy_register_wh >= 50_000.0 for s in r.of(EnergySample))
