@@ -278,10 +278,14 @@ class ModbusCharger:
 
     async def _write_setpoint(self, current_a: float) -> None:
         template = self.config.template
-        unit = template.registers["set_current"].unit
+        entry = template.registers["set_current"]
         value = current_a
-        if unit in ("W", "kW"):
+        if entry.unit in ("W", "kW"):
             value = current_a * self.config.nominal_voltage_v * self.config.phases
+        if not entry.spec("set_current").is_float:
+            # An integer register takes whole steps: the step below, never the one above the limit.
+            step = template.to_base_unit("set_current", entry.scale)
+            value = math.floor(value / step + 1e-9) * step
         await self._write("set_current", write_words(template, "set_current", value))
         self._refreshed_mono = self._clock.monotonic()
 

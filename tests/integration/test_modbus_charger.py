@@ -208,3 +208,13 @@ async def test_an_energy_register_that_goes_backwards_is_counted_and_not_used() 
         await until(lambda: r.driver.counters.bad_values > 0, 5, "the bad register counted")
         assert r.status.energy_register_wh is not None and r.status.energy_register_wh >= 50_000.0
         assert all(s.energy_register_wh >= 50_000.0 for s in r.of(EnergySample))
+
+
+async def test_a_limit_between_whole_amps_goes_to_the_step_below_never_above() -> None:
+    virtual = VestelEvc04(max_a=16.0, safe_a=0.0, timeout_s=20.0)  # takes whole amperes
+    async with rig("vestel_evc04", virtual) as r:
+        await until(lambda: bool(r.statuses) and r.status.online, 5, "the charger provisioned")
+        assert (await r.driver.set_current(15.9, lease_s=60.0)).ok
+        assert virtual.setpoint_a == 15.0
+        assert (await r.driver.set_current(7.0, lease_s=60.0)).ok
+        assert virtual.setpoint_a == 7.0
