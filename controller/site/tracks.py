@@ -58,7 +58,6 @@ class ChargerTrack:
     status: ChargerStatus | None = None
     active_lines: tuple[Line, ...] | None = None
     measured_mono: float | None = None  # when the currents were last reported
-    least_reported_a: float | None = None  # the car's current by that report (least_drawn_a)
     setpoint_seen: float | None = None
     setpoint_before: float | None = None  # the value before the latest change
     setpoint_changed_mono: float | None = None
@@ -87,8 +86,6 @@ class ChargerTrack:
             learned = active_lines(self.config.lines, status.measured_current_a, grid_type)
             if learned is not None:
                 self.active_lines = learned
-        lines = self.active_lines or tuple(self.config.lines)
-        self.least_reported_a = least_drawn_a(lines, self.drawing(grid_type))
 
     def note_setpoint(self, value: float | None, now_mono: float) -> bool:
         """Remember the setpoint held now; True when it changed."""
@@ -138,15 +135,7 @@ class ChargerTrack:
         changed = self.setpoint_changed_mono
         if changed is None or now_mono - changed >= FOLLOW_WINDOW_S:
             return False
-        if self.measured_mono is not None and self.measured_mono > changed and self._shows(value):
-            return False  # reported since at its new current: it cannot draw more than that
         return self.measured_mono is None or self.measured_mono < changed + CAR_RESPONSE_S
-
-    def _shows(self, current_a: float) -> bool:
-        """Does the latest report show the car at `current_a` (less a car's usual shortfall) on
-        every line it is known to use, all wired lines while those are unknown?"""
-        drawn_a = self.least_reported_a
-        return drawn_a is not None and drawn_a >= current_a - ACTIVE_LINE_THRESHOLD_A
 
     def against_list_a(self, list_mono: float, shown: Shown = Shown()) -> float | None:
         """The most this car is taken to draw against a meter list: the lowest setpoint in force in

@@ -399,24 +399,6 @@ def test_a_report_that_repeats_the_car_s_current_after_it_could_follow_ends_the_
     assert not holding(site)
 
 
-def test_a_report_that_shows_the_car_at_its_new_current_ends_the_hold_early(tmp_path: Path) -> None:
-    site = SiteState(settings(tmp_path, "TN"))
-    site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
-    site.ingest_meter(full_list_w(0.0, (30.0, 30.0, 30.0), 20_700.0))
-    held_base(site, 0.5, 10.0)
-    held_base(site, 1.0, 16.0)
-    site.ingest_charger(status("three", ConnectorState.CHARGING, (15.6, 15.4, 15.5), seen_s=3.0))
-    held_base(site, 3.5, 16.0)
-    assert not holding(site)
-    # Shown on one line only (a car whose lines are not all known): not yet.
-    site.ingest_charger(status("three", ConnectorState.CHARGING, (15.6, 15.4, 15.5), seen_s=10.0))
-    held_base(site, 10.5, 10.0)
-    held_base(site, 11.0, 20.0)
-    site.ingest_charger(status("three", ConnectorState.CHARGING, (19.8, 15.4, 15.5), seen_s=12.0))
-    held_base(site, 12.5, 20.0)
-    assert holding(site)
-
-
 def test_a_car_that_does_not_take_its_increase_explains_nothing(tmp_path: Path) -> None:
     site = SiteState(settings(tmp_path, "TN"))
     site.ingest_charger(status("three", ConnectorState.CHARGING, (10.0, 10.0, 10.0), seen_s=0.0))
