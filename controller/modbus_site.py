@@ -140,7 +140,7 @@ def build_modbus_site(
     if problems:
         raise ValueError("; ".join(str(p) for p in problems))
     defaults = settings.modbus
-    config = BusConfig(timeout_s=defaults.timeout_s)
+    config = BusConfig(timeout_s=defaults.timeout_s, gap_s=defaults.frame_gap_s)
     buses: dict[str, Bus] = {}
     chargers: dict[str, ModbusCharger] = {}
     ids = new_transaction_id or (lambda: f"mb-{uuid.uuid4().hex}")

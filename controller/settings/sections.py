@@ -255,6 +255,10 @@ class ModbusDefaultsSection(Section):
     stale_after_polls: Annotated[int, Field(ge=1, le=20)] = 3
     """Failed polls in a row after which a charger is reported offline (budgeted at its maximum)."""
 
+    frame_gap_s: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Extra silence between two requests on a bus, beyond the 3.5 characters Modbus RTU keeps,
+    for devices (or RS-485 adapters) that need longer to turn the line around."""
+
 
 class ChargerSection(Section):
     """[[chargers]]: one charging point (one connector)."""

@@ -31,6 +31,7 @@ DEVICE_BUSY = 6
 @dataclass(frozen=True, slots=True)
 class BusConfig:
     timeout_s: float = 1.0
+    # gap_s: extra silence after each request (wire time), for devices that need it
     write_retries: int = 2
     gap_s: float = 0.0
     busy_retry_s: float = 0.05
@@ -73,7 +74,15 @@ class Bus:
         self._turns: deque[int] = deque()  # units with reads waiting, in turn order
         self._wake = asyncio.Event()
         self.counters = BusCounters()
-        self.busy_s = 0.0  # wire time spent in requests, for the benchmark
+        self.busy_s = 0.0  # time spent in requests
+
+    @property
+    def config(self) -> BusConfig:
+        return self._config
+
+    async def close(self) -> None:
+        """Close the transport of a bus that never ran (run() closes its own on the way out)."""
+        await self._transport.close()
 
     async def read(self, unit: int, table: Table, start: int, count: int) -> list[int]:
         """The registers, or a ModbusFault after the request's timeout."""

@@ -99,3 +99,26 @@ def test_a_charger_without_a_fail_safe_counts_at_its_maximum_in_the_budget(tmp_p
     assert len(problems) == 3, problems
     assert all("MB-2 counted at their maximum: no fail-safe" in p for p in problems)
     assert check(tmp_path, main_a=24) == []  # 6 A + 16 A: exactly the 22 A the margin leaves
+
+
+async def test_the_modbus_section_reaches_the_buses_and_drivers(tmp_path: Path) -> None:
+    from controller.modbus_site import build_modbus_site
+    from drivers.clock import SystemClock
+
+    path = tmp_path / "site.toml"
+    text = SITE.format(main_a=63, endpoint="tcp://10.0.0.5:502", template="vestel_evc04", extra="", unit2=2)
+    path.write_text(text + "\n[modbus]\npoll_interval_s = 5.0\ntimeout_s = 0.5\nframe_gap_s = 0.01\n")
+    settings = load_settings(path, {}, failsafe_budget_check=site_checks)
+
+    async def record(_event: object) -> None:
+        return None
+
+    site = build_modbus_site(settings, SystemClock(), sink=lambda _e: None, record=record)
+    assert set(site.buses) == {"tcp://10.0.0.5:502", "rtu:///dev/ttyUSB0"}
+    bus = site.buses["rtu:///dev/ttyUSB0"]
+    assert (bus.config.timeout_s, bus.config.gap_s) == (0.5, 0.01)
+    mb2 = site.chargers["MB-2"].config
+    assert (mb2.unit_id, mb2.poll_interval_s, mb2.max_current_a) == (2, 5.0, 16.0)
+    assert site.chargers["MB-1"].config.unit_id == 255  # the template's default
+    for bus in site.buses.values():
+        await bus.close()
