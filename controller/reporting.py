@@ -98,6 +98,7 @@ class CycleReporter:
             current_a=status.measured_current_a,
             setpoint_a=None if decision is None else decision.current_a,
             energy_register_wh=status.energy_register_wh,
+            space=self._site.space(charger_id),
         )
 
     def _events(self, cycle: Cycle) -> None:

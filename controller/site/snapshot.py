@@ -112,6 +112,10 @@ class SiteState:
     def charger_ids(self) -> tuple[str, ...]:
         return tuple(self._tracks)
 
+    def space(self, charger_id: str) -> str | None:
+        """The charger's parking space label (site.toml `space`)."""
+        return self._tracks[charger_id].config.space
+
     # --------------------------------------------------------------------------------- snapshots
 
     def snapshot(self, now_mono: float, now_utc: datetime, budgets: Mapping[str, Budget]) -> SiteSnapshot:

@@ -49,6 +49,7 @@ class ChargerTelemetry:
     setpoint_a: float | None
     energy_register_wh: float | None
     session_energy_wh: int | None = None
+    space: str | None = None  # the parking space: how a session without an id tag is billed
 
     def change_key(self) -> tuple[bool, str, float | None]:
         return (self.online, self.state, self.setpoint_a)
@@ -90,6 +91,7 @@ def chargers_payload(
                 "setpoint_a": c.setpoint_a,
                 "energy_register_wh": c.energy_register_wh,
                 "session_energy_wh": c.session_energy_wh,
+                "space": c.space,
             }
             for c in chargers
         ],

@@ -199,7 +199,7 @@ async def test_telemetry_is_published_with_expiry(broker: Mosquitto, ledger: Led
     site = SiteTelemetry(
         now, "normal", (88.1, None, 70.2), (123.0, 123.0, 123.0), (34.9, None, 52.8), (32.0, 32.0, 0.0)
     )
-    charger = ChargerTelemetry("CP-01", True, "charging", (16.0, 16.1, None), 16.0, 123456.0, 5300)
+    charger = ChargerTelemetry("CP-01", True, "charging", (16.0, 16.1, None), 16.0, 123456.0, 5300, "P-017")
     async with (
         aiomqtt.Client(
             "127.0.0.1", broker.port, identifier="backend-tele", protocol=aiomqtt.ProtocolVersion.V5
@@ -226,5 +226,6 @@ async def test_telemetry_is_published_with_expiry(broker: Mosquitto, ledger: Led
     assert seen["chargers"][0]["full"] is True
     assert seen["chargers"][1]["full"] is False
     assert seen["chargers"][1]["chargers"][0]["state"] == "suspended_ev"
+    assert seen["chargers"][0]["chargers"][0]["space"] == "P-017"
     assert 0 < expiry["site"] <= 30
     assert 0 < expiry["chargers"] <= 120
