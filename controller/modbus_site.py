@@ -115,12 +115,6 @@ def bus_key(endpoint: Endpoint) -> str:
     return f"tcp://{endpoint.host}:{endpoint.port}" if endpoint.kind == "tcp" else f"rtu://{endpoint.device}"
 
 
-def without_failsafe(settings: SiteSettings) -> set[str]:
-    """Chargers that keep their last current without the controller (counted at their maximum)."""
-    templates, _ = load_modbus_templates(settings)
-    return {cid for cid, template in templates.items() if not template.has_failsafe}
-
-
 @dataclass(frozen=True, slots=True)
 class ModbusSite:
     buses: dict[str, Bus]

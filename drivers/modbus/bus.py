@@ -31,9 +31,8 @@ DEVICE_BUSY = 6
 @dataclass(frozen=True, slots=True)
 class BusConfig:
     timeout_s: float = 1.0
-    # gap_s: extra silence after each request (wire time), for devices that need it
     write_retries: int = 2
-    gap_s: float = 0.0
+    gap_s: float = 0.0  # extra silence after each request (wire time), for devices that need it
     busy_retry_s: float = 0.05
 
 
@@ -74,7 +73,6 @@ class Bus:
         self._turns: deque[int] = deque()  # units with reads waiting, in turn order
         self._wake = asyncio.Event()
         self.counters = BusCounters()
-        self.busy_s = 0.0  # time spent in requests
 
     @property
     def config(self) -> BusConfig:
@@ -124,7 +122,6 @@ class Bus:
 
     async def run(self) -> None:
         """Serve requests until cancelled; the transport is closed on the way out."""
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 request = self._next()
@@ -132,9 +129,7 @@ class Bus:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                started = loop.time()
                 await self._serve(request)
-                self.busy_s += loop.time() - started
                 if self._config.gap_s:
                     await asyncio.sleep(self._config.gap_s)
         finally:

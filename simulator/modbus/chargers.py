@@ -27,7 +27,7 @@ class PluggedCar:
     phases: int = 3
 
 
-def _f32(value: float) -> list[int]:
+def f32_words(value: float) -> list[int]:
     raw = struct.pack(">f", value)
     return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
 
@@ -259,15 +259,19 @@ class AlfenEve(VirtualModbusCharger):
         l1, l2, l3 = self.per_phase_a()
         volts = 0.0 if self.car is None else VOLTAGE_V
         power_w = self.drawing_a * VOLTAGE_V * (0 if self.car is None else self.car.phases)
-        bank.set_words("holding", 300, [0] * 6 + _f32(volts) * 3 + [0] * 8 + _f32(l1) + _f32(l2) + _f32(l3))
-        bank.set_words("holding", 326, [0] * 18 + _f32(power_w) + [0] * 28 + _f64(self.energy_wh))
+        bank.set_words(
+            "holding",
+            300,
+            [0] * 6 + f32_words(volts) * 3 + [0] * 8 + f32_words(l1) + f32_words(l2) + f32_words(l3),
+        )
+        bank.set_words("holding", 326, [0] * 18 + f32_words(power_w) + [0] * 28 + _f64(self.energy_wh))
         remaining_s = max(0.0, self.refreshed_s + self.timeout_s - self._now_s) if self.setpoint_a else 0.0
         mode3 = {"A": "A", "B": "B2", "C": "C2"}[self.iec_state]
         bank.set_words(
             "holding",
             1200,
-            [0, *_text(mode3, 5), *_f32(self.limit_a), *_u32(int(min(remaining_s, 2**31))),
-             *_f32(self.setpoint_a or 0.0), *_f32(self.safe_a), 0, 3],
+            [0, *_text(mode3, 5), *f32_words(self.limit_a), *_u32(int(min(remaining_s, 2**31))),
+             *f32_words(self.setpoint_a or 0.0), *f32_words(self.safe_a), 0, 3],
         )  # fmt: skip
         ident = self.identification
         ident.set_words("holding", 100, _text("ALF_1000", 17) + _text("Alfen NV", 5) + [0])

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import struct
-
+from simulator.modbus.chargers import f32_words
 from simulator.modbus.frames import Bank
 from simulator.modbus.server import Unit
-
-
-def _f32(value: float) -> list[int]:
-    raw = struct.pack(">f", value)
-    return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
 
 
 class EastronSdm630:
@@ -32,11 +26,15 @@ class EastronSdm630:
     def publish(self) -> None:
         words: list[int] = []
         for value in (*self.voltages_v, *self.currents_a):
-            words += _f32(value)
+            words += f32_words(value)
         power_w = sum(v * a for v, a in zip(self.voltages_v, self.currents_a, strict=True))
         # The input table answers for every address from 0 to 0x4F, as the meter's does.
         table = (
-            words + [0] * (0x34 - len(words)) + _f32(power_w) + [0] * (0x48 - 0x36) + _f32(self.energy_kwh)
+            words
+            + [0] * (0x34 - len(words))
+            + f32_words(power_w)
+            + [0] * (0x48 - 0x36)
+            + f32_words(self.energy_kwh)
         )
         self.bank.set_words("input", 0, table + [0] * (0x50 - len(table)))
 
